@@ -1,0 +1,42 @@
+//! Broker configuration: the only code that reads flags and `WARREN_*` environment variables.
+
+use std::path::PathBuf;
+
+/// Everything a broker needs to start. `Default` gives RabbitMQ's defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the AMQP listener binds to.
+    pub bind: String,
+    /// AMQP port (0 picks an ephemeral port, used by tests).
+    pub port: u16,
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// User created on first start.
+    pub default_user: String,
+    /// Password of the default user.
+    pub default_pass: String,
+    /// Users that may only connect from loopback (RabbitMQ's `loopback_users`).
+    pub loopback_users: Vec<String>,
+    /// Heartbeat interval the server proposes, seconds (0 disables).
+    pub heartbeat: u16,
+    /// Largest frame the server accepts, bytes.
+    pub frame_max: u32,
+    /// Highest channel number a client may open.
+    pub channel_max: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "0.0.0.0".into(),
+            port: 5672,
+            data_dir: PathBuf::from("warren-data"),
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            loopback_users: vec!["guest".into()],
+            heartbeat: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+        }
+    }
+}
