@@ -11,20 +11,51 @@
 //!
 //! [`Broker::start`] runs a broker in-process (the binary and the tests both use it).
 
+pub mod auth;
+pub mod broker;
+pub mod channel;
 pub mod config;
+pub mod connection;
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod protocol;
+pub mod queue;
+pub mod server;
+pub mod store;
+pub mod vhost;
+
 pub use config::Config;
 
+use broker::BrokerState;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
 pub struct Broker {
     local_addr: SocketAddr,
+    state: Arc<BrokerState>,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Broker {
     /// Binds the listener and starts accepting connections.
-    pub async fn start(_config: Config) -> std::io::Result<Broker> {
-        todo!()
+    pub async fn start(config: Config) -> std::io::Result<Broker> {
+        let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
+        let local_addr = listener.local_addr()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let state = Arc::new(BrokerState::new(config));
+        let (shutdown, rx) = watch::channel(false);
+        let server = tokio::spawn(server::serve(listener, state.clone(), rx));
+        tracing::info!(%local_addr, "ready to accept connections");
+        Ok(Broker {
+            local_addr,
+            state,
+            shutdown,
+            server,
+        })
     }
 
     /// The address the AMQP listener is bound to (useful with port 0).
@@ -32,35 +63,43 @@ impl Broker {
         self.local_addr
     }
 
+    /// Shared state, for embedding and inspection.
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
     /// Creates or replaces a user; `tags` like RabbitMQ's ("administrator", "management").
-    pub fn add_user(&self, _name: &str, _password: &str, _tags: &[&str]) {
-        todo!()
+    pub fn add_user(&self, name: &str, password: &str, tags: &[&str]) {
+        self.state.add_user(name, password, tags)
     }
 
     /// Removes a user; open connections of that user stay open, as in RabbitMQ.
-    pub fn delete_user(&self, _name: &str) -> bool {
-        todo!()
+    pub fn delete_user(&self, name: &str) -> bool {
+        self.state.delete_user(name)
     }
 
     /// Creates a virtual host (no-op if it exists).
-    pub fn add_vhost(&self, _name: &str) {
-        todo!()
+    pub fn add_vhost(&self, name: &str) {
+        self.state.add_vhost(name)
     }
 
     /// Grants a user access to a vhost with RabbitMQ's three permission regexes.
     pub fn set_permissions(
         &self,
-        _user: &str,
-        _vhost: &str,
-        _configure: &str,
-        _write: &str,
-        _read: &str,
+        user: &str,
+        vhost: &str,
+        configure: &str,
+        write: &str,
+        read: &str,
     ) -> Result<(), String> {
-        todo!()
+        self.state
+            .set_permissions(user, vhost, configure, write, read)
     }
 
-    /// Closes every connection with 320 CONNECTION_FORCED and stops accepting.
+    /// Closes every connection with 320 CONNECTION_FORCED and stops accepting; returns once
+    /// connections have finished (bounded).
     pub async fn shutdown(self) {
-        todo!()
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
     }
 }

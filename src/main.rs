@@ -1,1 +1,109 @@
-fn main() {}
+//! `warren`: parses flags and environment, initialises logging, runs the broker until SIGTERM or
+//! SIGINT, then closes connections with 320 CONNECTION_FORCED and exits 0.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Warren, an AMQP 0-9-1 message broker.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on for AMQP.
+    #[arg(long, env = "WARREN_BIND", default_value = "0.0.0.0")]
+    bind: String,
+    /// AMQP port.
+    #[arg(long, env = "WARREN_PORT", default_value_t = 5672)]
+    port: u16,
+    /// Directory for durable state.
+    #[arg(long, env = "WARREN_DATA_DIR", default_value = "warren-data")]
+    data_dir: PathBuf,
+    /// Name of the user created at start.
+    #[arg(long, env = "WARREN_DEFAULT_USER", default_value = "guest")]
+    default_user: String,
+    /// Password of the default user.
+    #[arg(long, env = "WARREN_DEFAULT_PASS", default_value = "guest")]
+    default_pass: String,
+    /// Users only allowed to connect from loopback, comma-separated ("" for none), like
+    /// RabbitMQ's loopback_users.
+    #[arg(
+        long,
+        env = "WARREN_LOOPBACK_USERS",
+        default_value = "guest",
+        value_delimiter = ','
+    )]
+    loopback_users: Vec<String>,
+    /// Heartbeat interval proposed to clients, seconds (0 disables).
+    #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
+    heartbeat: u16,
+    /// Largest frame accepted, bytes.
+    #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131_072)]
+    frame_max: u32,
+    /// Highest channel number per connection.
+    #[arg(long, env = "WARREN_CHANNEL_MAX", default_value_t = 2047)]
+    channel_max: u16,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = warren::Config {
+        bind: args.bind,
+        port: args.port,
+        data_dir: args.data_dir,
+        default_user: args.default_user,
+        default_pass: args.default_pass,
+        loopback_users: args
+            .loopback_users
+            .into_iter()
+            .filter(|u| !u.is_empty())
+            .collect(),
+        heartbeat: args.heartbeat,
+        frame_max: args.frame_max,
+        channel_max: args.channel_max,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warren: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let broker = match warren::Broker::start(config).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start broker");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        broker.shutdown().await;
+        tracing::info!("stopped");
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

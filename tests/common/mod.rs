@@ -73,7 +73,12 @@ pub async fn start_with(adjust: impl FnOnce(&mut warren::Config)) -> TestBroker 
             .expect("resolve")
             .next()
             .expect("address");
-        return TestBroker { broker: None, addr, uri, _dir: None };
+        return TestBroker {
+            broker: None,
+            addr,
+            uri,
+            _dir: None,
+        };
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = warren::Config {

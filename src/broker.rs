@@ -1,0 +1,112 @@
+//! Broker-wide state: users, vhosts, permissions and live connections. One `Arc<BrokerState>` is
+//! shared by every connection task; each registry is a concurrent map owned here and nowhere else.
+
+use crate::auth::{self, Permissions};
+use crate::config::Config;
+use crate::connection::ConnSender;
+use crate::vhost::VHost;
+use dashmap::DashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A broker user.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// RabbitMQ-format salted SHA-256 hash, so definitions move between brokers unchanged.
+    pub password_hash: String,
+    /// Tags such as "administrator" (used by the management API).
+    pub tags: Vec<String>,
+}
+
+/// What the broker knows about a live connection, for direct reply-to and forced closes.
+pub struct ConnInfo {
+    pub tx: ConnSender,
+    pub user: String,
+    pub vhost: String,
+    pub peer: SocketAddr,
+}
+
+/// Shared broker state.
+pub struct BrokerState {
+    pub config: Config,
+    pub users: DashMap<String, User>,
+    pub vhosts: DashMap<String, Arc<VHost>>,
+    /// Keyed by (user, vhost).
+    pub permissions: DashMap<(String, String), Permissions>,
+    pub connections: DashMap<u64, ConnInfo>,
+    next_conn_id: AtomicU64,
+}
+
+impl BrokerState {
+    /// Fresh state with the default vhost "/" and the default user with full rights on it.
+    pub fn new(config: Config) -> Self {
+        let st = BrokerState {
+            users: DashMap::new(),
+            vhosts: DashMap::new(),
+            permissions: DashMap::new(),
+            connections: DashMap::new(),
+            next_conn_id: AtomicU64::new(1),
+            config,
+        };
+        st.add_vhost("/");
+        let (u, p) = (
+            st.config.default_user.clone(),
+            st.config.default_pass.clone(),
+        );
+        st.add_user(&u, &p, &["administrator"]);
+        st.permissions.insert((u, "/".into()), Permissions::full());
+        st
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn add_user(&self, name: &str, password: &str, tags: &[&str]) {
+        self.users.insert(
+            name.to_owned(),
+            User {
+                password_hash: auth::hash_password(password),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            },
+        );
+    }
+
+    pub fn delete_user(&self, name: &str) -> bool {
+        self.permissions.retain(|(u, _), _| u != name);
+        self.users.remove(name).is_some()
+    }
+
+    pub fn add_vhost(&self, name: &str) {
+        self.vhosts
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(VHost::new(name)));
+    }
+
+    pub fn set_permissions(
+        &self,
+        user: &str,
+        vhost: &str,
+        configure: &str,
+        write: &str,
+        read: &str,
+    ) -> Result<(), String> {
+        if !self.users.contains_key(user) {
+            return Err(format!("no such user '{user}'"));
+        }
+        if !self.vhosts.contains_key(vhost) {
+            return Err(format!("no such vhost '{vhost}'"));
+        }
+        let p = Permissions::new(configure, write, read).map_err(|e| e.to_string())?;
+        self.permissions
+            .insert((user.to_owned(), vhost.to_owned()), p);
+        Ok(())
+    }
+
+    /// Checks credentials; `None` when refused.
+    pub fn authenticate(&self, user: &str, password: &str) -> Option<User> {
+        let u = self.users.get(user)?.clone();
+        auth::check_password(&u.password_hash, password).then_some(u)
+    }
+}

@@ -1,0 +1,509 @@
+//! basic.*, tx.* and confirm.*: publishing (routing, mandatory returns, CC/BCC, direct
+//! reply-to), consuming with prefetch credit, get, settlement, transactions and confirms.
+
+use super::topology::{Perm, check, generated_name};
+use super::{ChanConsumer, Channel, Confirms, ReplyConsumer, Settle, Tx, Unacked};
+use crate::connection::{ConnCtx, ConnEvent};
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::Message;
+use crate::protocol::assembler::Content;
+use crate::protocol::codec;
+use crate::queue::{Consumer, Credit, NO_ACK_BUDGET, Queue};
+use amq_protocol::protocol::{AMQPClass, basic as bm, confirm, tx};
+use amq_protocol::types::{AMQPValue, FieldTable};
+use std::sync::Arc;
+
+/// The direct reply-to pseudo-queue.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+const REPLY_PREFIX: &str = "amq.rabbitmq.reply-to.";
+
+/// Routing keys listed in a CC or BCC header (an array of strings).
+fn header_keys(headers: &FieldTable, name: &str, out: &mut Vec<String>) -> bool {
+    match headers.inner().get(name) {
+        Some(AMQPValue::FieldArray(a)) => {
+            out.extend(
+                a.as_slice()
+                    .iter()
+                    .filter_map(crate::vhost::value_as_str)
+                    .map(str::to_owned),
+            );
+            true
+        }
+        Some(v) => {
+            if let Some(s) = crate::vhost::value_as_str(v) {
+                out.push(s.to_owned());
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// "amq.rabbitmq.reply-to.<conn>.<channel>.<secret>" -> its parts.
+fn parse_reply_token(key: &str) -> Option<(u64, u16, u64)> {
+    let rest = key.strip_prefix(REPLY_PREFIX)?;
+    let mut it = rest.split('.');
+    let conn = it.next()?.parse().ok()?;
+    let channel = it.next()?.parse().ok()?;
+    let secret = u64::from_str_radix(it.next()?, 16).ok()?;
+    it.next().is_none().then_some((conn, channel, secret))
+}
+
+impl Channel {
+    pub(super) fn publish(&mut self, ctx: &mut ConnCtx, content: Box<Content>) -> AmqpResult<()> {
+        let p = &content.publish;
+        if p.immediate {
+            return Err(AmqpError::not_implemented("immediate=true").on(60, 40));
+        }
+        let exchange = ctx
+            .vhost
+            .exchange(p.exchange.as_str())
+            .map_err(|e| e.on(60, 40))?;
+        if exchange.options.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                exchange.name, ctx.vhost.name
+            ))
+            .on(60, 40));
+        }
+        let allowed = match &self.write_checked {
+            Some((name, ok)) if name == p.exchange.as_str() => *ok,
+            _ => {
+                let ok = check(ctx, Perm::Write, "exchange", p.exchange.as_str()).is_ok();
+                self.write_checked = Some((p.exchange.as_str().to_owned(), ok));
+                ok
+            }
+        };
+        if !allowed {
+            return Err(check(ctx, Perm::Write, "exchange", p.exchange.as_str())
+                .err()
+                .unwrap_or_else(|| AmqpError::access_refused("write access refused"))
+                .on(60, 40));
+        }
+        if let Some(uid) = content.properties.user_id()
+            && uid.as_str() != ctx.user
+        {
+            return Err(AmqpError::precondition(format!(
+                "user_id property set to '{uid}' but authenticated user was '{}'",
+                ctx.user
+            ))
+            .on(60, 40));
+        }
+        if content.properties.reply_to().as_ref().map(|r| r.as_str()) == Some(REPLY_TO)
+            && self.reply.is_none()
+        {
+            return Err(AmqpError::precondition("fast reply consumer does not exist").on(60, 40));
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            tx.publishes.push(content);
+            return Ok(());
+        }
+        let seq = self.confirms.as_mut().map(|c| {
+            c.next += 1;
+            c.next
+        });
+        self.route(ctx, &exchange, content);
+        if let (Some(seq), Some(c)) = (seq, self.confirms.as_mut()) {
+            c.pending = Some(seq);
+        }
+        Ok(())
+    }
+
+    /// Routes a checked publish to its queues (or returns it), sharing one `Arc<Message>`.
+    fn route(
+        &mut self,
+        ctx: &mut ConnCtx,
+        exchange: &Arc<crate::exchange::Exchange>,
+        content: Box<Content>,
+    ) {
+        let Content {
+            publish,
+            mut properties,
+            mut raw_properties,
+            body,
+        } = *content;
+        let routing_key = publish.routing_key.as_str().to_owned();
+        let mut extra_keys: Vec<String> = Vec::new();
+        let mut rewrite = false;
+        if let Some(h) = properties.headers().as_ref() {
+            header_keys(h, "CC", &mut extra_keys);
+            if header_keys(h, "BCC", &mut extra_keys) {
+                let mut h = h.clone();
+                let mut inner = h.inner().clone();
+                inner.remove("BCC");
+                h = FieldTable::from(inner);
+                properties = properties.with_headers(h);
+                rewrite = true;
+            }
+        }
+        if properties.reply_to().as_ref().map(|r| r.as_str()) == Some(REPLY_TO)
+            && let Some(reply) = &self.reply
+        {
+            let token = format!("{REPLY_PREFIX}{}.{}.{:x}", ctx.id, self.id, reply.secret);
+            properties = properties.with_reply_to(token.into());
+            rewrite = true;
+        }
+        if rewrite {
+            raw_properties = codec::encode_properties(&properties);
+        }
+        let msg = Arc::new(Message {
+            exchange: exchange.name.clone(),
+            routing_key,
+            properties,
+            raw_properties,
+            body,
+        });
+        let routed = if exchange.name.is_empty() && msg.routing_key.starts_with(REPLY_PREFIX) {
+            self.send_direct_reply(ctx, &msg)
+        } else {
+            let mut keys: Vec<&str> = Vec::with_capacity(1 + extra_keys.len());
+            keys.push(&msg.routing_key);
+            keys.extend(extra_keys.iter().map(String::as_str));
+            let mut queues: Vec<Arc<Queue>> = Vec::new();
+            ctx.vhost.route(
+                exchange,
+                &keys,
+                msg.properties.headers().as_ref(),
+                &mut queues,
+            );
+            for q in &queues {
+                q.publish(msg.clone());
+            }
+            !queues.is_empty()
+        };
+        if !routed && publish.mandatory {
+            ctx.send_method(
+                self.id,
+                AMQPClass::Basic(bm::AMQPMethod::Return(bm::Return {
+                    reply_code: crate::error::codes::NO_ROUTE,
+                    reply_text: "NO_ROUTE".into(),
+                    exchange: publish.exchange,
+                    routing_key: publish.routing_key,
+                })),
+            );
+            codec::encode_content(
+                &mut ctx.out,
+                self.id,
+                &msg.raw_properties,
+                &msg.body,
+                ctx.frame_max,
+            );
+        }
+    }
+
+    fn send_direct_reply(&self, ctx: &ConnCtx, msg: &Arc<Message>) -> bool {
+        let Some((conn, channel, secret)) = parse_reply_token(&msg.routing_key) else {
+            return false;
+        };
+        let Some(target) = ctx.state.connections.get(&conn) else {
+            return false;
+        };
+        target
+            .tx
+            .send(ConnEvent::DirectReply {
+                channel,
+                secret,
+                message: msg.clone(),
+            })
+            .is_ok()
+    }
+
+    pub(super) fn qos(&mut self, ctx: &mut ConnCtx, q: bm::Qos) -> AmqpResult<()> {
+        // basic.qos carries prefetch_size too, but amq-protocol's struct omits it (RabbitMQ
+        // rejects non-zero values anyway), so only the count is honoured.
+        if q.global {
+            self.gate.credit.set_limit(u32::from(q.prefetch_count));
+        } else {
+            self.prefetch = u32::from(q.prefetch_count);
+        }
+        ctx.send_method(
+            self.id,
+            AMQPClass::Basic(bm::AMQPMethod::QosOk(bm::QosOk {})),
+        );
+        self.wake_all();
+        Ok(())
+    }
+
+    pub(super) fn consume(&mut self, ctx: &mut ConnCtx, c: bm::Consume) -> AmqpResult<()> {
+        let tag: Arc<str> = if c.consumer_tag.as_str().is_empty() {
+            generated_name("amq.ctag-").into()
+        } else {
+            c.consumer_tag.as_str().into()
+        };
+        if self.consumers.contains_key(&tag) || self.reply.as_ref().is_some_and(|r| *r.tag == *tag)
+        {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        if c.queue.as_str() == REPLY_TO {
+            if !c.no_ack {
+                return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
+            }
+            if self.reply.is_some() {
+                return Err(AmqpError::precondition("reply consumer already set"));
+            }
+            self.reply = Some(ReplyConsumer {
+                tag: tag.to_string(),
+                secret: rand::random(),
+            });
+            if !c.nowait {
+                ctx.send_method(
+                    self.id,
+                    AMQPClass::Basic(bm::AMQPMethod::ConsumeOk(bm::ConsumeOk {
+                        consumer_tag: tag.as_ref().into(),
+                    })),
+                );
+            }
+            return Ok(());
+        }
+        let name = self.queue_name(c.queue.as_str())?;
+        let queue = ctx.vhost.queue(&name, ctx.id)?;
+        check(ctx, Perm::Read, "queue", &name)?;
+        let credit = Arc::new(Credit::new(if c.no_ack {
+            NO_ACK_BUDGET
+        } else {
+            self.prefetch
+        }));
+        self.consumers.insert(
+            tag.clone(),
+            ChanConsumer {
+                queue: queue.clone(),
+                credit: credit.clone(),
+            },
+        );
+        // Deliveries this triggers arrive as events on our own queue, handled after this
+        // method returns, so consume-ok below still precedes the first basic.deliver.
+        let res = queue.add_consumer(Consumer {
+            tag: tag.clone(),
+            conn_id: ctx.id,
+            channel: self.id,
+            tx: ctx.tx.clone(),
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            credit,
+            gate: self.gate.clone(),
+        });
+        if let Err(e) = res {
+            self.consumers.remove(&tag);
+            return Err(e);
+        }
+        if !c.nowait {
+            ctx.send_method(
+                self.id,
+                AMQPClass::Basic(bm::AMQPMethod::ConsumeOk(bm::ConsumeOk {
+                    consumer_tag: tag.as_ref().into(),
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cancel(&mut self, ctx: &mut ConnCtx, c: bm::Cancel) {
+        let tag = c.consumer_tag.as_str();
+        if let Some(cons) = self.consumers.remove(tag) {
+            if cons.queue.remove_consumer(ctx.id, self.id, tag) {
+                let (_, consumers) = ctx.vhost.remove_queue(&cons.queue);
+                super::notify_cancelled(consumers);
+            }
+        } else if self.reply.as_ref().is_some_and(|r| r.tag == tag) {
+            self.reply = None;
+        }
+        if !c.nowait {
+            ctx.send_method(
+                self.id,
+                AMQPClass::Basic(bm::AMQPMethod::CancelOk(bm::CancelOk {
+                    consumer_tag: c.consumer_tag,
+                })),
+            );
+        }
+    }
+
+    pub(super) fn get(&mut self, ctx: &mut ConnCtx, g: bm::Get) -> AmqpResult<()> {
+        let name = self.queue_name(g.queue.as_str())?;
+        let queue = ctx.vhost.queue(&name, ctx.id)?;
+        check(ctx, Perm::Read, "queue", &name)?;
+        let Some((message, left)) = queue.get(g.no_ack) else {
+            ctx.send_method(
+                self.id,
+                AMQPClass::Basic(bm::AMQPMethod::GetEmpty(bm::GetEmpty {})),
+            );
+            return Ok(());
+        };
+        let delivery_tag = self.next_tag;
+        self.next_tag += 1;
+        let m = &message.msg;
+        ctx.send_method(
+            self.id,
+            AMQPClass::Basic(bm::AMQPMethod::GetOk(bm::GetOk {
+                delivery_tag,
+                redelivered: message.redelivered,
+                exchange: m.exchange.as_str().into(),
+                routing_key: m.routing_key.as_str().into(),
+                message_count: left,
+            })),
+        );
+        codec::encode_content(
+            &mut ctx.out,
+            self.id,
+            &m.raw_properties,
+            &m.body,
+            ctx.frame_max,
+        );
+        if !g.no_ack {
+            self.unacked.insert(
+                delivery_tag,
+                Unacked {
+                    tag: delivery_tag,
+                    queue,
+                    message,
+                    credit: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// ack / nack / reject, single or multiple (tag 0 + multiple = everything outstanding).
+    pub(super) fn settle(
+        &mut self,
+        _ctx: &mut ConnCtx,
+        tag: u64,
+        multiple: bool,
+        how: Settle,
+    ) -> AmqpResult<()> {
+        let taken: Vec<Unacked> = if multiple {
+            let rest = self.unacked.split_off(&tag.saturating_add(1));
+            let upto = std::mem::replace(&mut self.unacked, rest);
+            if upto.is_empty() && tag != 0 {
+                return Err(AmqpError::precondition(format!(
+                    "unknown delivery tag {tag}"
+                )));
+            }
+            upto.into_values().collect()
+        } else {
+            match self.unacked.remove(&tag) {
+                Some(u) => vec![u],
+                None => {
+                    return Err(AmqpError::precondition(format!(
+                        "unknown delivery tag {tag}"
+                    )));
+                }
+            }
+        };
+        if let Some(tx) = self.tx.as_mut() {
+            tx.settles.extend(taken.into_iter().map(|u| (u, how)));
+            return Ok(());
+        }
+        self.apply_settles(taken.into_iter().map(|u| (u, how)));
+        Ok(())
+    }
+
+    /// Carries out settlements: credit back to consumers, then ack or requeue at the queues.
+    fn apply_settles(&mut self, items: impl IntoIterator<Item = (Unacked, Settle)>) {
+        let mut wake: Vec<Arc<Queue>> = Vec::new();
+        let mut wake_all = false;
+        let mut requeue: Vec<Unacked> = Vec::new();
+        for (u, how) in items {
+            if let Some(c) = &u.credit {
+                if c.release() && !wake.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
+                    wake.push(u.queue.clone());
+                }
+                if self.gate.credit.release() {
+                    wake_all = true;
+                }
+            }
+            match how {
+                Settle::Ack | Settle::Drop => u.queue.ack(u.message.seq),
+                Settle::Requeue => requeue.push(u),
+            }
+        }
+        super::requeue_grouped(requeue);
+        for q in wake {
+            q.dispatch();
+        }
+        if wake_all {
+            self.wake_all();
+        }
+    }
+
+    pub(super) fn recover(&mut self, _ctx: &mut ConnCtx, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let all: Vec<Unacked> = std::mem::take(&mut self.unacked).into_values().collect();
+        self.apply_settles(all.into_iter().map(|u| (u, Settle::Requeue)));
+        Ok(())
+    }
+
+    pub(super) fn tx_select(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+        if self.confirms.is_some() {
+            return Err(AmqpError::precondition(
+                "cannot switch from confirm to tx mode",
+            ));
+        }
+        if self.tx.is_none() {
+            self.tx = Some(Tx::default());
+        }
+        ctx.send_method(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+        );
+        Ok(())
+    }
+
+    pub(super) fn tx_commit(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(AmqpError::precondition("channel is not transactional"));
+        };
+        let publishes = std::mem::take(&mut tx.publishes);
+        let settles = std::mem::take(&mut tx.settles);
+        for content in publishes {
+            // The exchange may have gone since the publish was accepted; RabbitMQ then drops
+            // the message (or returns it when mandatory), which `route` does with no exchange.
+            match ctx.vhost.exchange(content.publish.exchange.as_str()) {
+                Ok(ex) => self.route(ctx, &ex, content),
+                Err(_) => continue,
+            }
+        }
+        self.apply_settles(settles);
+        ctx.send_method(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+        );
+        Ok(())
+    }
+
+    pub(super) fn tx_rollback(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(AmqpError::precondition("channel is not transactional"));
+        };
+        tx.publishes.clear();
+        for (u, _) in std::mem::take(&mut tx.settles) {
+            self.unacked.insert(u.tag, u);
+        }
+        ctx.send_method(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+        );
+        Ok(())
+    }
+
+    pub(super) fn confirm_select(&mut self, ctx: &mut ConnCtx, nowait: bool) -> AmqpResult<()> {
+        if self.tx.is_some() {
+            return Err(AmqpError::precondition(
+                "cannot switch from tx to confirm mode",
+            ));
+        }
+        if self.confirms.is_none() {
+            self.confirms = Some(Confirms::default());
+        }
+        if !nowait {
+            ctx.send_method(
+                self.id,
+                AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,423 @@
+//! A channel: what each method means for this client. Owned by its connection task as a plain
+//! struct; it holds the channel's unacked deliveries, consumers, prefetch, confirm and tx state.
+//!
+//! Handlers return `AmqpResult`; the connection turns a soft error into channel.close and a hard
+//! one into connection.close (the single error mapping point).
+
+mod basic;
+mod topology;
+
+use crate::connection::ConnCtx;
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::Message;
+use crate::protocol::assembler::{Assembler, Command, Content};
+use crate::protocol::codec::{self, ContentHeader};
+use crate::queue::{ChannelGate, Consumer, Credit, Queue};
+use crate::store::QueuedMessage;
+use amq_protocol::protocol::{AMQPClass, basic as bm, channel as chm};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A frame addressed to a channel.
+pub enum Input {
+    Method(AMQPClass),
+    Header(Box<ContentHeader>),
+    Body(Bytes),
+}
+
+/// What the connection should do with the channel after a method.
+pub enum After {
+    Continue,
+    /// The client closed the channel; it is released and can be forgotten.
+    Closed,
+}
+
+/// A delivery awaiting ack.
+struct Unacked {
+    /// Its delivery tag (kept so a tx rollback can put it back).
+    tag: u64,
+    queue: Arc<Queue>,
+    message: QueuedMessage,
+    /// The consumer credit it holds (None for basic.get deliveries, which prefetch does not
+    /// limit); the channel gate credit is held whenever this is Some.
+    credit: Option<Arc<Credit>>,
+}
+
+/// A consumer as the channel sees it.
+struct ChanConsumer {
+    queue: Arc<Queue>,
+    credit: Arc<Credit>,
+}
+
+/// The direct reply-to pseudo-consumer of this channel.
+struct ReplyConsumer {
+    tag: String,
+    /// Unguessable part of the reply-to address, so no other client can inject replies.
+    secret: u64,
+}
+
+/// Pending publisher confirms.
+#[derive(Default)]
+struct Confirms {
+    /// Sequence number of the next publish.
+    next: u64,
+    /// Highest sequence confirmed but not yet sent.
+    pending: Option<u64>,
+    /// Highest sequence already acked to the client.
+    sent: u64,
+}
+
+/// Work buffered by tx.select until commit.
+#[derive(Default)]
+struct Tx {
+    /// Boxed as the assembler produced them; unboxing would copy each.
+    #[allow(clippy::vec_box)]
+    publishes: Vec<Box<Content>>,
+    /// Settlements taken out of `unacked`; put back on rollback.
+    settles: Vec<(Unacked, Settle)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    Requeue,
+    Drop,
+}
+
+/// A channel's state.
+pub struct Channel {
+    pub id: u16,
+    assembler: Assembler,
+    /// We sent channel.close and await close-ok; everything else is ignored meanwhile.
+    pub closing: bool,
+    next_tag: u64,
+    unacked: BTreeMap<u64, Unacked>,
+    consumers: HashMap<Arc<str>, ChanConsumer>,
+    /// basic.qos global=false: the limit new consumers get.
+    prefetch: u32,
+    gate: Arc<ChannelGate>,
+    confirms: Option<Confirms>,
+    tx: Option<Tx>,
+    /// The last queue declared on this channel ("" in later methods refers to it).
+    last_queue: Option<String>,
+    reply: Option<ReplyConsumer>,
+    /// Last exchange checked for write permission and the answer (permissions are fixed for
+    /// the connection's lifetime, so the answer cannot go stale).
+    write_checked: Option<(String, bool)>,
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Self {
+        Channel {
+            id,
+            assembler: Assembler::default(),
+            closing: false,
+            next_tag: 1,
+            unacked: BTreeMap::new(),
+            consumers: HashMap::new(),
+            prefetch: 0,
+            gate: Arc::new(ChannelGate::default()),
+            confirms: None,
+            tx: None,
+            last_queue: None,
+            reply: None,
+            write_checked: None,
+        }
+    }
+
+    /// Feeds one frame through the assembler and runs any completed command.
+    pub fn input(&mut self, ctx: &mut ConnCtx, input: Input) -> AmqpResult<After> {
+        let cmd = match input {
+            Input::Method(m) => self.assembler.method(m)?,
+            Input::Header(h) => self.assembler.header(h)?,
+            Input::Body(b) => self.assembler.body(b)?,
+        };
+        match cmd {
+            None => Ok(After::Continue),
+            Some(Command::Publish(content)) => {
+                self.publish(ctx, content)?;
+                Ok(After::Continue)
+            }
+            Some(Command::Method(m)) => {
+                let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+                self.method(ctx, m).map_err(|e| e.on(class_id, method_id))
+            }
+        }
+    }
+
+    fn method(&mut self, ctx: &mut ConnCtx, m: AMQPClass) -> AmqpResult<After> {
+        use amq_protocol::protocol::{confirm, exchange as ex, queue as qm, tx};
+        match m {
+            AMQPClass::Channel(chm::AMQPMethod::Close(_)) => {
+                self.release(ctx);
+                ctx.send_method(
+                    self.id,
+                    AMQPClass::Channel(chm::AMQPMethod::CloseOk(chm::CloseOk {})),
+                );
+                return Ok(After::Closed);
+            }
+            AMQPClass::Channel(chm::AMQPMethod::CloseOk(_)) => {}
+            AMQPClass::Channel(chm::AMQPMethod::Flow(f)) => self.flow(ctx, f.active),
+            AMQPClass::Channel(chm::AMQPMethod::FlowOk(_)) => {}
+            AMQPClass::Exchange(ex::AMQPMethod::Declare(d)) => self.exchange_declare(ctx, d)?,
+            AMQPClass::Exchange(ex::AMQPMethod::Delete(d)) => self.exchange_delete(ctx, d)?,
+            AMQPClass::Exchange(ex::AMQPMethod::Bind(b)) => self.exchange_bind(
+                ctx,
+                b.destination.as_str(),
+                b.source.as_str(),
+                b.routing_key.as_str(),
+                b.arguments,
+                true,
+                b.nowait,
+            )?,
+            AMQPClass::Exchange(ex::AMQPMethod::Unbind(b)) => self.exchange_bind(
+                ctx,
+                b.destination.as_str(),
+                b.source.as_str(),
+                b.routing_key.as_str(),
+                b.arguments,
+                false,
+                b.nowait,
+            )?,
+            AMQPClass::Queue(qm::AMQPMethod::Declare(d)) => self.queue_declare(ctx, d)?,
+            AMQPClass::Queue(qm::AMQPMethod::Bind(b)) => self.queue_bind(ctx, b)?,
+            AMQPClass::Queue(qm::AMQPMethod::Unbind(u)) => self.queue_unbind(ctx, u)?,
+            AMQPClass::Queue(qm::AMQPMethod::Purge(p)) => self.queue_purge(ctx, p)?,
+            AMQPClass::Queue(qm::AMQPMethod::Delete(d)) => self.queue_delete(ctx, d)?,
+            AMQPClass::Basic(bm::AMQPMethod::Qos(q)) => self.qos(ctx, q)?,
+            AMQPClass::Basic(bm::AMQPMethod::Consume(c)) => self.consume(ctx, c)?,
+            AMQPClass::Basic(bm::AMQPMethod::Cancel(c)) => self.cancel(ctx, c),
+            AMQPClass::Basic(bm::AMQPMethod::Get(g)) => self.get(ctx, g)?,
+            AMQPClass::Basic(bm::AMQPMethod::Ack(a)) => {
+                self.settle(ctx, a.delivery_tag, a.multiple, Settle::Ack)?
+            }
+            AMQPClass::Basic(bm::AMQPMethod::Nack(n)) => self.settle(
+                ctx,
+                n.delivery_tag,
+                n.multiple,
+                if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Drop
+                },
+            )?,
+            AMQPClass::Basic(bm::AMQPMethod::Reject(r)) => self.settle(
+                ctx,
+                r.delivery_tag,
+                false,
+                if r.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Drop
+                },
+            )?,
+            AMQPClass::Basic(bm::AMQPMethod::Recover(r)) => {
+                self.recover(ctx, r.requeue)?;
+                ctx.send_method(
+                    self.id,
+                    AMQPClass::Basic(bm::AMQPMethod::RecoverOk(bm::RecoverOk {})),
+                );
+            }
+            AMQPClass::Basic(bm::AMQPMethod::RecoverAsync(r)) => self.recover(ctx, r.requeue)?,
+            AMQPClass::Tx(tx::AMQPMethod::Select(_)) => self.tx_select(ctx)?,
+            AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => self.tx_commit(ctx)?,
+            AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => self.tx_rollback(ctx)?,
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
+                self.confirm_select(ctx, s.nowait)?
+            }
+            AMQPClass::Access(_) => {
+                // access.request is obsolete; RabbitMQ answers it for old clients.
+                ctx.send_method(
+                    self.id,
+                    AMQPClass::Access(amq_protocol::protocol::access::AMQPMethod::RequestOk(
+                        amq_protocol::protocol::access::RequestOk {},
+                    )),
+                );
+            }
+            other => {
+                return Err(AmqpError::command_invalid(format!(
+                    "method {}/{} is not valid from a client on a channel",
+                    other.get_amqp_class_id(),
+                    other.get_amqp_method_id()
+                )));
+            }
+        }
+        Ok(After::Continue)
+    }
+
+    fn flow(&mut self, ctx: &mut ConnCtx, active: bool) {
+        self.gate
+            .active
+            .store(active, std::sync::atomic::Ordering::Release);
+        ctx.send_method(
+            self.id,
+            AMQPClass::Channel(chm::AMQPMethod::FlowOk(chm::FlowOk { active })),
+        );
+        if active {
+            self.wake_all();
+        }
+    }
+
+    /// Asks every queue this channel consumes from to dispatch (credit or flow opened up).
+    fn wake_all(&self) {
+        let mut seen: Vec<&Arc<Queue>> = Vec::new();
+        for c in self.consumers.values() {
+            if !seen.iter().any(|q| Arc::ptr_eq(q, &c.queue)) {
+                seen.push(&c.queue);
+                c.queue.dispatch();
+            }
+        }
+    }
+
+    /// Releases everything the channel holds: consumers leave their queues (auto-delete
+    /// applies), unacked and tx-held deliveries go back to their queues.
+    pub fn release(&mut self, ctx: &mut ConnCtx) {
+        for (tag, c) in std::mem::take(&mut self.consumers) {
+            if c.queue.remove_consumer(ctx.id, self.id, &tag) {
+                let (_, consumers) = ctx.vhost.remove_queue(&c.queue);
+                notify_cancelled(consumers);
+            }
+        }
+        let mut back: Vec<Unacked> = std::mem::take(&mut self.unacked).into_values().collect();
+        if let Some(tx) = self.tx.take() {
+            back.extend(tx.settles.into_iter().map(|(u, _)| u));
+        }
+        requeue_grouped(back);
+        self.reply = None;
+        self.assembler = Assembler::default();
+    }
+
+    /// A delivery pushed by a queue to one of our consumers.
+    pub fn deliver(
+        &mut self,
+        ctx: &mut ConnCtx,
+        tag: Arc<str>,
+        queue: Arc<Queue>,
+        message: QueuedMessage,
+        no_ack: bool,
+    ) {
+        let Some(c) = self.consumers.get(&tag) else {
+            // Cancelled while the delivery was in flight.
+            if !no_ack {
+                queue.requeue([message]);
+            }
+            return;
+        };
+        let delivery_tag = self.next_tag;
+        self.next_tag += 1;
+        let m = &message.msg;
+        codec::encode_deliver(
+            &mut ctx.out,
+            self.id,
+            &tag,
+            delivery_tag,
+            message.redelivered,
+            &m.exchange,
+            &m.routing_key,
+        );
+        codec::encode_content(
+            &mut ctx.out,
+            self.id,
+            &m.raw_properties,
+            &m.body,
+            ctx.frame_max,
+        );
+        if no_ack {
+            if c.credit.release() {
+                queue.dispatch();
+            }
+        } else {
+            let credit = Some(c.credit.clone());
+            self.unacked.insert(
+                delivery_tag,
+                Unacked {
+                    tag: delivery_tag,
+                    queue,
+                    message,
+                    credit,
+                },
+            );
+        }
+    }
+
+    /// The queue behind a consumer was deleted.
+    pub fn consumer_cancelled(&mut self, ctx: &mut ConnCtx, tag: &str) {
+        if self.consumers.remove(tag).is_some() && ctx.caps.consumer_cancel_notify {
+            ctx.send_method(
+                self.id,
+                AMQPClass::Basic(bm::AMQPMethod::Cancel(bm::Cancel {
+                    consumer_tag: tag.into(),
+                    nowait: true,
+                })),
+            );
+        }
+    }
+
+    /// A reply addressed to our direct reply-to consumer.
+    pub fn direct_reply(&mut self, ctx: &mut ConnCtx, secret: u64, msg: Arc<Message>) {
+        let Some(reply) = &self.reply else { return };
+        if reply.secret != secret {
+            return;
+        }
+        let delivery_tag = self.next_tag;
+        self.next_tag += 1;
+        codec::encode_deliver(
+            &mut ctx.out,
+            self.id,
+            &reply.tag,
+            delivery_tag,
+            false,
+            &msg.exchange,
+            &msg.routing_key,
+        );
+        codec::encode_content(
+            &mut ctx.out,
+            self.id,
+            &msg.raw_properties,
+            &msg.body,
+            ctx.frame_max,
+        );
+    }
+
+    /// Emits one (possibly multiple) basic.ack covering every publish confirmed so far.
+    pub fn flush_confirms(&mut self, ctx: &mut ConnCtx) {
+        let Some(c) = self.confirms.as_mut() else {
+            return;
+        };
+        let Some(upto) = c.pending.take() else { return };
+        let multiple = upto > c.sent + 1;
+        c.sent = upto;
+        ctx.send_method(
+            self.id,
+            AMQPClass::Basic(bm::AMQPMethod::Ack(bm::Ack {
+                delivery_tag: upto,
+                multiple,
+            })),
+        );
+    }
+}
+
+/// Tells consumers of a deleted queue that they are cancelled.
+pub fn notify_cancelled(consumers: Vec<Consumer>) {
+    for c in consumers {
+        let _ = c.tx.send(crate::connection::ConnEvent::ConsumerCancelled {
+            channel: c.channel,
+            consumer_tag: c.tag.clone(),
+        });
+    }
+}
+
+/// Requeues deliveries, one requeue (and one dispatch) per queue.
+fn requeue_grouped(items: Vec<Unacked>) {
+    let mut groups: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
+    for u in items {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, v)) => v.push(u.message),
+            None => groups.push((u.queue, vec![u.message])),
+        }
+    }
+    for (q, msgs) in groups {
+        q.requeue(msgs);
+    }
+}

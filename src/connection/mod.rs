@@ -1,0 +1,567 @@
+//! The connection task: one per client socket. It owns the connection's channels as plain
+//! structs, reads and dispatches frames, and turns events pushed by queues (deliveries, consumer
+//! cancellations, direct replies, forced closes) into frames. Writes go through `writer`.
+//!
+//! Invariants: a hard error sends connection.close once and then only close-ok is awaited
+//! (bounded); a soft error closes only its channel; nothing received from the peer can panic this
+//! task or touch another connection's state.
+
+pub mod handshake;
+pub mod writer;
+
+use crate::auth::Permissions;
+use crate::broker::{BrokerState, ConnInfo};
+use crate::channel::Channel;
+use crate::error::AmqpError;
+use crate::message::Message;
+use crate::protocol::codec::{self, FRAME_MIN_SIZE, Frame, PROTOCOL_HEADER};
+use crate::queue::Queue;
+use crate::store::QueuedMessage;
+use crate::vhost::VHost;
+use amq_protocol::protocol::{AMQPClass, connection};
+use bytes::BytesMut;
+use handshake::ClientCaps;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// Events other tasks push to a connection. Unbounded: every producer is bounded by protocol
+/// credit (prefetch, the no-ack budget) or is a rare control event.
+pub enum ConnEvent {
+    Deliver {
+        channel: u16,
+        consumer_tag: Arc<str>,
+        queue: Arc<Queue>,
+        message: QueuedMessage,
+        no_ack: bool,
+    },
+    /// The queue behind a consumer went away (basic.cancel to clients that support it).
+    ConsumerCancelled {
+        channel: u16,
+        consumer_tag: Arc<str>,
+    },
+    /// A reply published to this connection's direct reply-to pseudo-queue.
+    DirectReply {
+        channel: u16,
+        secret: u64,
+        message: Arc<Message>,
+    },
+    /// Close the connection (broker shutdown, operator request).
+    Close { code: u16, text: String },
+}
+
+/// Sending half of a connection's event queue.
+pub type ConnSender = mpsc::UnboundedSender<ConnEvent>;
+
+/// How long we wait for close-ok after sending connection.close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Reads whole frames off the socket.
+pub struct FrameReader {
+    socket: OwnedReadHalf,
+    buf: BytesMut,
+}
+
+/// Why reading stopped.
+pub enum ReadError {
+    Amqp(AmqpError),
+    Io,
+    Eof,
+}
+
+impl FrameReader {
+    /// Next complete frame (cancel-safe: partial input stays in the buffer).
+    pub async fn next(&mut self, frame_max: u32) -> Result<Frame, ReadError> {
+        loop {
+            if let Some(f) = codec::decode(&mut self.buf, frame_max).map_err(ReadError::Amqp)? {
+                return Ok(f);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads more bytes (cancel-safe).
+    async fn fill(&mut self) -> Result<(), ReadError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(64 * 1024);
+        }
+        match self.socket.read_buf(&mut self.buf).await {
+            Ok(0) => Err(ReadError::Eof),
+            Ok(_) => Ok(()),
+            Err(_) => Err(ReadError::Io),
+        }
+    }
+}
+
+/// Per-connection context handed to channel handlers.
+pub struct ConnCtx {
+    pub id: u64,
+    pub state: Arc<BrokerState>,
+    pub vhost: Arc<VHost>,
+    pub user: String,
+    pub perms: Permissions,
+    pub frame_max: u32,
+    pub caps: ClientCaps,
+    /// Frames encoded since the last flush.
+    pub out: Vec<u8>,
+    /// Our own event sender, given to queues for deliveries.
+    pub tx: ConnSender,
+    /// Exclusive queues declared here; deleted when the connection ends.
+    pub exclusive_queues: Vec<Arc<Queue>>,
+}
+
+impl ConnCtx {
+    pub fn send_method(&mut self, channel: u16, method: AMQPClass) {
+        codec::encode_method(&mut self.out, channel, method);
+    }
+}
+
+/// Serves one client socket to completion.
+pub async fn run(
+    socket: TcpStream,
+    peer: SocketAddr,
+    state: Arc<BrokerState>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let id = state.next_conn_id();
+    let span = tracing::info_span!("conn", id, %peer, user = tracing::field::Empty, vhost = tracing::field::Empty);
+    serve(socket, peer, state, shutdown, id)
+        .instrument(span)
+        .await
+}
+
+async fn serve(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    state: Arc<BrokerState>,
+    mut shutdown: watch::Receiver<bool>,
+    id: u64,
+) {
+    let _ = socket.set_nodelay(true);
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut header)).await {
+        Ok(Ok(_)) if &header == PROTOCOL_HEADER => {}
+        Ok(Ok(_)) => {
+            tracing::info!("unsupported protocol header {:?}", header);
+            let _ = socket.write_all(PROTOCOL_HEADER).await;
+            let _ = socket.shutdown().await;
+            return;
+        }
+        _ => return,
+    }
+    let (read_half, write_half) = socket.into_split();
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(writer::QUEUED_BUFFERS);
+    let (recycle_tx, mut recycle_rx) = mpsc::unbounded_channel();
+    let writer_task = tokio::spawn(writer::run(write_half, out_rx, recycle_tx));
+    let mut reader = FrameReader {
+        socket: read_half,
+        buf: BytesMut::with_capacity(64 * 1024),
+    };
+
+    let opened = match handshake::run(&mut reader, &out_tx, &state, peer).await {
+        Ok(o) => o,
+        Err(handshake::Failed::Close(err)) => {
+            let mut buf = Vec::new();
+            codec::encode_method(&mut buf, 0, close_method(&err));
+            let _ = out_tx.send(buf).await;
+            // Give the client a moment to read the close before the socket goes.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, reader.next(FRAME_MIN_SIZE)).await;
+            drop(out_tx);
+            let _ = writer_task.await;
+            return;
+        }
+        Err(handshake::Failed::Gone) => {
+            drop(out_tx);
+            let _ = writer_task.await;
+            return;
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("user", opened.user.as_str());
+    span.record("vhost", opened.vhost.name.as_str());
+    tracing::info!(client = %opened.client_name, "connection open");
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    state.connections.insert(
+        id,
+        ConnInfo {
+            tx: tx.clone(),
+            user: opened.user.clone(),
+            vhost: opened.vhost.name.clone(),
+            peer,
+        },
+    );
+    let mut conn = Connection {
+        ctx: ConnCtx {
+            id,
+            state: state.clone(),
+            vhost: opened.vhost,
+            user: opened.user,
+            perms: opened.perms,
+            frame_max: opened.frame_max,
+            caps: opened.caps,
+            out: Vec::with_capacity(64 * 1024),
+            tx,
+            exclusive_queues: Vec::new(),
+        },
+        channels: HashMap::new(),
+        channel_max: opened.channel_max,
+        closing: None,
+        done: false,
+    };
+    let heartbeat = Duration::from_secs(u64::from(opened.heartbeat));
+    let mut last_read = Instant::now();
+    let mut last_write = Instant::now();
+    let mut ticker = tokio::time::interval(if heartbeat.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        (heartbeat / 2).max(Duration::from_millis(500))
+    });
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed(), if conn.closing.is_none() => {
+                conn.close_with(AmqpError::new(
+                    crate::error::codes::CONNECTION_FORCED,
+                    "broker forced connection closure with reason 'shutdown'",
+                ));
+            }
+            res = reader.fill() => {
+                match res {
+                    Ok(()) => last_read = Instant::now(),
+                    Err(_) => break,
+                }
+                loop {
+                    match codec::decode(&mut reader.buf, conn.ctx.frame_max) {
+                        Ok(Some(frame)) => conn.handle_frame(frame),
+                        Ok(None) => break,
+                        Err(e) => {
+                            reader.buf.clear();
+                            if conn.closing.is_some() {
+                                conn.done = true;
+                            } else {
+                                conn.close_with(e);
+                            }
+                            break;
+                        }
+                    }
+                    if conn.done() { break; }
+                }
+                conn.flush_confirms();
+            }
+            Some(ev) = rx.recv() => {
+                conn.handle_event(ev);
+                // Drain what is already queued so it goes out in the same write.
+                for _ in 0..256 {
+                    match rx.try_recv() {
+                        Ok(ev) => conn.handle_event(ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                if !heartbeat.is_zero() {
+                    if last_read.elapsed() > heartbeat * 2 {
+                        tracing::warn!("missed heartbeats from client, timeout: {}s", heartbeat.as_secs());
+                        break;
+                    }
+                    if last_write.elapsed() >= heartbeat / 2 && conn.ctx.out.is_empty() {
+                        codec::encode_heartbeat(&mut conn.ctx.out);
+                    }
+                }
+                if let Some(deadline) = conn.closing && Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+        if !conn.ctx.out.is_empty() {
+            let next = recycle_rx
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(64 * 1024));
+            let buf = std::mem::replace(&mut conn.ctx.out, next);
+            if out_tx.send(buf).await.is_err() {
+                break;
+            }
+            last_write = Instant::now();
+        }
+        if conn.done() {
+            break;
+        }
+        if conn.closing.is_some() {
+            // While closing, wake up for the deadline even without heartbeats.
+            ticker.reset_after(CLOSE_TIMEOUT.min(Duration::from_millis(500)));
+        }
+    }
+    conn.cleanup();
+    state.connections.remove(&id);
+    drop(out_tx);
+    let _ = writer_task.await;
+    tracing::info!("connection closed");
+}
+
+fn close_method(err: &AmqpError) -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: err.code,
+        reply_text: err.text.as_str().into(),
+        class_id: err.class_id,
+        method_id: err.method_id,
+    }))
+}
+
+/// A connection after its handshake.
+pub struct Connection {
+    pub ctx: ConnCtx,
+    channels: HashMap<u16, Channel>,
+    channel_max: u16,
+    /// Set once we sent connection.close: the deadline for the peer's close-ok.
+    closing: Option<Instant>,
+    /// The connection is finished (close handshake complete or unrecoverable).
+    done: bool,
+}
+
+impl Connection {
+    fn done(&self) -> bool {
+        self.done
+    }
+
+    /// Sends connection.close for a hard error and stops processing anything but close-ok.
+    /// Channels are released at once so their messages go back to their queues.
+    fn close_with(&mut self, err: AmqpError) {
+        if self.closing.is_some() {
+            return;
+        }
+        if err.code == crate::error::codes::CONNECTION_FORCED {
+            tracing::info!(code = err.code, text = %err.text, "closing connection");
+        } else {
+            tracing::warn!(code = err.code, text = %err.text, "connection error");
+        }
+        self.release_channels();
+        self.ctx.out.clear();
+        codec::encode_method(&mut self.ctx.out, 0, close_method(&err));
+        self.closing = Some(Instant::now() + CLOSE_TIMEOUT);
+    }
+
+    fn release_channels(&mut self) {
+        for (_, mut ch) in self.channels.drain() {
+            ch.release(&mut self.ctx);
+        }
+    }
+
+    /// Final cleanup: channels, then the connection's exclusive queues.
+    fn cleanup(&mut self) {
+        self.release_channels();
+        for q in std::mem::take(&mut self.ctx.exclusive_queues) {
+            if !q.is_deleted() {
+                let (_, consumers) = self.ctx.vhost.remove_queue(&q);
+                crate::channel::notify_cancelled(consumers);
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame) {
+        if self.closing.is_some() {
+            if let Frame::Method(0, AMQPClass::Connection(m)) = frame {
+                match m {
+                    connection::AMQPMethod::CloseOk(_) => self.done = true,
+                    connection::AMQPMethod::Close(_) => {
+                        self.ctx.send_method(
+                            0,
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                                connection::CloseOk {},
+                            )),
+                        );
+                        self.done = true;
+                    }
+                    _ => {}
+                }
+            }
+            return;
+        }
+        let res = match frame {
+            Frame::Heartbeat(0) => Ok(()),
+            Frame::Heartbeat(_) => Err(AmqpError::frame_error(
+                "heartbeat frame on a non-zero channel",
+            )),
+            Frame::Method(0, m) => self.connection_method(m),
+            Frame::Method(ch, m) => self.channel_input(ch, crate::channel::Input::Method(m)),
+            Frame::Header(0, _) | Frame::Body(0, _) => {
+                Err(AmqpError::command_invalid("content frame on channel 0"))
+            }
+            Frame::Header(ch, h) => self.channel_input(ch, crate::channel::Input::Header(h)),
+            Frame::Body(ch, b) => self.channel_input(ch, crate::channel::Input::Body(b)),
+        };
+        if let Err(e) = res {
+            self.close_with(e);
+        }
+    }
+
+    fn connection_method(&mut self, m: AMQPClass) -> Result<(), AmqpError> {
+        match m {
+            AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
+                tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed connection");
+                self.release_channels();
+                self.ctx.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
+                self.done = true;
+                Ok(())
+            }
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(()),
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                self.ctx.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                        connection::UpdateSecretOk {},
+                    )),
+                );
+                Ok(())
+            }
+            AMQPClass::Connection(connection::AMQPMethod::Blocked(_))
+            | AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)) => Ok(()),
+            other => Err(AmqpError::command_invalid(format!(
+                "unexpected method {}/{} on channel 0",
+                other.get_amqp_class_id(),
+                other.get_amqp_method_id()
+            ))
+            .on(other.get_amqp_class_id(), other.get_amqp_method_id())),
+        }
+    }
+
+    fn channel_input(&mut self, id: u16, input: crate::channel::Input) -> Result<(), AmqpError> {
+        use amq_protocol::protocol::channel as chm;
+        if id > self.channel_max {
+            return Err(AmqpError::not_allowed(format!(
+                "channel {id} exceeds the negotiated channel_max ({})",
+                self.channel_max
+            )));
+        }
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return match input {
+                crate::channel::Input::Method(AMQPClass::Channel(chm::AMQPMethod::Open(_))) => {
+                    self.channels.insert(id, Channel::new(id));
+                    self.ctx.send_method(
+                        id,
+                        AMQPClass::Channel(chm::AMQPMethod::OpenOk(chm::OpenOk {})),
+                    );
+                    Ok(())
+                }
+                crate::channel::Input::Method(m) => Err(AmqpError::channel_error(format!(
+                    "expected 'channel.open' on channel {id}"
+                ))
+                .on(m.get_amqp_class_id(), m.get_amqp_method_id())),
+                _ => Err(AmqpError::channel_error(format!(
+                    "expected 'channel.open' on channel {id}"
+                ))),
+            };
+        };
+        if ch.closing {
+            match input {
+                crate::channel::Input::Method(AMQPClass::Channel(chm::AMQPMethod::CloseOk(_))) => {
+                    self.channels.remove(&id);
+                }
+                crate::channel::Input::Method(AMQPClass::Channel(chm::AMQPMethod::Close(_))) => {
+                    self.ctx.send_method(
+                        id,
+                        AMQPClass::Channel(chm::AMQPMethod::CloseOk(chm::CloseOk {})),
+                    );
+                    self.channels.remove(&id);
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        if let crate::channel::Input::Method(AMQPClass::Channel(chm::AMQPMethod::Open(_))) = input {
+            return Err(AmqpError::channel_error(format!(
+                "second 'channel.open' seen on channel {id}"
+            ))
+            .on(20, 10));
+        }
+        match ch.input(&mut self.ctx, input) {
+            Ok(crate::channel::After::Continue) => Ok(()),
+            Ok(crate::channel::After::Closed) => {
+                self.channels.remove(&id);
+                Ok(())
+            }
+            Err(e) if e.is_hard() => Err(e),
+            Err(e) => {
+                tracing::info!(channel = id, code = e.code, text = %e.text, "channel error");
+                ch.release(&mut self.ctx);
+                ch.closing = true;
+                self.ctx.send_method(
+                    id,
+                    AMQPClass::Channel(chm::AMQPMethod::Close(chm::Close {
+                        reply_code: e.code,
+                        reply_text: e.text.as_str().into(),
+                        class_id: e.class_id,
+                        method_id: e.method_id,
+                    })),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_event(&mut self, ev: ConnEvent) {
+        match ev {
+            ConnEvent::Deliver {
+                channel,
+                consumer_tag,
+                queue,
+                message,
+                no_ack,
+            } => match self.channels.get_mut(&channel) {
+                Some(ch) if !ch.closing && self.closing.is_none() => {
+                    ch.deliver(&mut self.ctx, consumer_tag, queue, message, no_ack)
+                }
+                _ => {
+                    if !no_ack {
+                        queue.requeue([message]);
+                    }
+                }
+            },
+            ConnEvent::ConsumerCancelled {
+                channel,
+                consumer_tag,
+            } => {
+                if let Some(ch) = self.channels.get_mut(&channel)
+                    && !ch.closing
+                {
+                    ch.consumer_cancelled(&mut self.ctx, &consumer_tag);
+                }
+            }
+            ConnEvent::DirectReply {
+                channel,
+                secret,
+                message,
+            } => {
+                if let Some(ch) = self.channels.get_mut(&channel)
+                    && !ch.closing
+                    && self.closing.is_none()
+                {
+                    ch.direct_reply(&mut self.ctx, secret, message);
+                }
+            }
+            ConnEvent::Close { code, text } => self.close_with(AmqpError::new(code, text)),
+        }
+    }
+
+    /// Sends the publisher confirms accumulated while processing a batch of frames.
+    fn flush_confirms(&mut self) {
+        if self.closing.is_some() {
+            return;
+        }
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.ctx);
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! A queue: ready messages (behind [`QueueStore`]), its consumers, and dispatch.
+//!
+//! Ownership: the queue's mutable state lives in one `Mutex<QueueState>`, locked only for short
+//! synchronous sections and never across `.await`. Whoever changes the state (a publisher routing
+//! to it, a channel acking, a consumer arriving) runs [`Queue::dispatch`] in its own task, so a
+//! delivery costs no extra task hop. Deliveries leave the queue as [`ConnEvent::Deliver`] on the
+//! consuming connection's unbounded channel; they are bounded by protocol credit ([`Credit`]:
+//! prefetch for acking consumers, a fixed in-flight budget for no-ack ones), never by the channel.
+//!
+//! Lock order: vhost maps -> exchange bindings -> queue state. A queue never calls back into an
+//! exchange or vhost while holding its state lock.
+
+use crate::connection::{ConnEvent, ConnSender};
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::Message;
+use crate::store::{QueueStore, QueuedMessage, memory::MemoryStore};
+use amq_protocol::types::FieldTable;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// Deliveries a no-ack consumer may have queued towards its connection before the queue waits
+/// for the connection to write them out: the byte budget that keeps a slow socket from growing
+/// broker memory.
+pub const NO_ACK_BUDGET: u32 = 512;
+
+/// A counting limit shared between a queue (which acquires) and a channel (which releases on
+/// ack or on write). `limit == 0` means unlimited.
+#[derive(Debug, Default)]
+pub struct Credit {
+    limit: AtomicU32,
+    used: AtomicU32,
+}
+
+impl Credit {
+    pub fn new(limit: u32) -> Self {
+        Credit {
+            limit: AtomicU32::new(limit),
+            used: AtomicU32::new(0),
+        }
+    }
+
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Release);
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Takes one unit if below the limit.
+    pub fn try_acquire(&self) -> bool {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            let limit = self.limit.load(Ordering::Acquire);
+            if limit != 0 && used >= limit {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(u) => used = u,
+            }
+        }
+    }
+
+    /// Returns one unit; true when the credit was exhausted before, i.e. a queue may have
+    /// skipped this consumer and must be asked to dispatch again.
+    pub fn release(&self) -> bool {
+        let prev = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(1))
+            })
+            .unwrap_or(0);
+        let limit = self.limit.load(Ordering::Acquire);
+        limit != 0 && prev >= limit
+    }
+}
+
+/// Per-channel delivery gate shared by all the channel's consumers: global prefetch
+/// (basic.qos global=true) and channel.flow.
+#[derive(Debug)]
+pub struct ChannelGate {
+    pub credit: Credit,
+    pub active: AtomicBool,
+}
+
+impl Default for ChannelGate {
+    fn default() -> Self {
+        ChannelGate {
+            credit: Credit::new(0),
+            active: AtomicBool::new(true),
+        }
+    }
+}
+
+/// A consumer as the queue sees it.
+pub struct Consumer {
+    pub tag: Arc<str>,
+    pub conn_id: u64,
+    pub channel: u16,
+    pub tx: ConnSender,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Per-consumer prefetch (basic.qos global=false), or the no-ack budget.
+    pub credit: Arc<Credit>,
+    pub gate: Arc<ChannelGate>,
+}
+
+struct QueueState {
+    store: Box<dyn QueueStore>,
+    next_seq: u64,
+    /// Round robin: the front consumer gets the next message, then moves to the back.
+    consumers: VecDeque<Consumer>,
+    /// Delivered and not yet acked, rejected or requeued.
+    unacked: usize,
+    /// auto-delete only triggers once a queue has had a consumer, as in RabbitMQ.
+    had_consumers: bool,
+}
+
+/// Declared properties of a queue, fixed at declaration (equivalence is checked against them).
+#[derive(Clone, Debug)]
+pub struct QueueOptions {
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// A message queue.
+pub struct Queue {
+    pub name: String,
+    pub vhost: String,
+    pub options: QueueOptions,
+    /// Connection that owns an exclusive queue.
+    pub owner: Option<u64>,
+    state: Mutex<QueueState>,
+    deleted: AtomicBool,
+}
+
+/// What dispatch decided under the lock, acted on after it is released.
+enum Outcome {
+    Delivered,
+    NoCredit,
+}
+
+impl Queue {
+    pub fn new(name: String, vhost: String, options: QueueOptions, owner: Option<u64>) -> Self {
+        Queue {
+            name,
+            vhost,
+            options,
+            owner,
+            state: Mutex::new(QueueState {
+                store: Box::new(MemoryStore::default()),
+                next_seq: 1,
+                consumers: VecDeque::new(),
+                unacked: 0,
+                had_consumers: false,
+            }),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Enqueues a routed message and hands it to a consumer if one has credit.
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) {
+        if self.is_deleted() {
+            return;
+        }
+        {
+            let mut st = self.state.lock();
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.store.push(QueuedMessage {
+                seq,
+                msg,
+                redelivered: false,
+            });
+        }
+        self.dispatch();
+    }
+
+    /// Delivers ready messages to consumers with credit, round robin.
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        let mut skipped = 0;
+        while !st.store.is_empty() && skipped < st.consumers.len() {
+            let outcome = {
+                let Some(c) = st.consumers.front() else { break };
+                if !c.gate.active.load(Ordering::Acquire) || !c.credit.try_acquire() {
+                    Outcome::NoCredit
+                } else if !c.gate.credit.try_acquire() {
+                    c.credit.release();
+                    Outcome::NoCredit
+                } else {
+                    Outcome::Delivered
+                }
+            };
+            match outcome {
+                Outcome::NoCredit => {
+                    st.consumers.rotate_left(1);
+                    skipped += 1;
+                }
+                Outcome::Delivered => {
+                    let Some(qm) = st.store.pop() else { break };
+                    let Some(c) = st.consumers.pop_front() else {
+                        st.store.requeue(qm);
+                        break;
+                    };
+                    let no_ack = c.no_ack;
+                    let seq = qm.seq;
+                    let event = ConnEvent::Deliver {
+                        channel: c.channel,
+                        consumer_tag: c.tag.clone(),
+                        queue: self.clone(),
+                        message: qm,
+                        no_ack,
+                    };
+                    match c.tx.send(event) {
+                        Ok(()) => {
+                            if no_ack {
+                                st.store.ack(seq);
+                            } else {
+                                st.unacked += 1;
+                            }
+                            st.consumers.push_back(c);
+                            skipped = 0;
+                        }
+                        Err(e) => {
+                            // The connection is gone; its cleanup will not find this consumer,
+                            // so drop it here and keep the message.
+                            if let ConnEvent::Deliver { message, .. } = e.0 {
+                                st.store.requeue(message);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// basic.get: takes the next ready message, with the count left behind it.
+    pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+        let mut st = self.state.lock();
+        let qm = st.store.pop()?;
+        if no_ack {
+            st.store.ack(qm.seq);
+        } else {
+            st.unacked += 1;
+        }
+        let left = st.store.len() as u32;
+        Some((qm, left))
+    }
+
+    /// A delivered message is finished with (acked, or rejected without requeue).
+    pub fn ack(&self, seq: u64) {
+        let mut st = self.state.lock();
+        st.store.ack(seq);
+        st.unacked = st.unacked.saturating_sub(1);
+    }
+
+    /// Delivered messages go back to their original places, marked redelivered.
+    pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if self.is_deleted() {
+            return;
+        }
+        {
+            let mut st = self.state.lock();
+            for mut qm in messages {
+                qm.redelivered = true;
+                st.unacked = st.unacked.saturating_sub(1);
+                st.store.requeue(qm);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Registers a consumer, enforcing exclusive-consumer rules.
+    pub fn add_consumer(self: &Arc<Self>, consumer: Consumer) -> AmqpResult<()> {
+        {
+            let mut st = self.state.lock();
+            if consumer.exclusive && !st.consumers.is_empty() {
+                return Err(AmqpError::access_refused(format!(
+                    "queue '{}' in vhost '{}' in exclusive use",
+                    self.name, self.vhost
+                )));
+            }
+            if st.consumers.iter().any(|c| c.exclusive) {
+                return Err(AmqpError::access_refused(format!(
+                    "queue '{}' in vhost '{}' in exclusive use",
+                    self.name, self.vhost
+                )));
+            }
+            st.had_consumers = true;
+            st.consumers.push_back(consumer);
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    /// Removes one consumer; true if the queue is now due for auto-delete.
+    pub fn remove_consumer(&self, conn_id: u64, channel: u16, tag: &str) -> bool {
+        let mut st = self.state.lock();
+        st.consumers
+            .retain(|c| !(c.conn_id == conn_id && c.channel == channel && &*c.tag == tag));
+        self.options.auto_delete && st.had_consumers && st.consumers.is_empty()
+    }
+
+    /// Ready message count and consumer count.
+    pub fn counts(&self) -> (u32, u32) {
+        let st = self.state.lock();
+        (st.store.len() as u32, st.consumers.len() as u32)
+    }
+
+    /// Messages delivered and not yet settled.
+    pub fn unacked(&self) -> usize {
+        self.state.lock().unacked
+    }
+
+    /// Drops ready messages (unacked ones are untouched, as in RabbitMQ).
+    pub fn purge(&self) -> u32 {
+        self.state.lock().store.purge() as u32
+    }
+
+    /// Marks the queue deleted and hands back its consumers (to be told) and ready count.
+    pub fn mark_deleted(&self) -> (u32, Vec<Consumer>) {
+        self.deleted.store(true, Ordering::Release);
+        let mut st = self.state.lock();
+        let n = st.store.purge() as u32;
+        (n, st.consumers.drain(..).collect())
+    }
+}

@@ -1,0 +1,434 @@
+//! A virtual host: its exchanges, queues and bindings, and routing between them.
+//!
+//! The registries are `DashMap`s: read on every publish, written on declare/delete. No map guard
+//! is held while another map of the vhost is touched (clone the `Arc` out first), which is what
+//! keeps DashMap's shard locks from deadlocking.
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeOptions};
+use crate::queue::{Queue, QueueOptions};
+use amq_protocol::types::{AMQPValue, FieldTable};
+use dashmap::DashMap;
+use std::sync::Arc;
+
+/// String content of a string-typed field value.
+pub fn value_as_str(v: &AMQPValue) -> Option<&str> {
+    match v {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// Queue arguments RabbitMQ compares on redeclaration; others are ignored, as there.
+const EQUIVALENT_QUEUE_ARGS: &[&str] = &[
+    "x-message-ttl",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+];
+
+/// The default exchange's name in permission checks and messages.
+pub const DEFAULT_EXCHANGE: &str = "amq.default";
+
+/// A virtual host.
+pub struct VHost {
+    pub name: String,
+    pub exchanges: DashMap<String, Arc<Exchange>>,
+    pub queues: DashMap<String, Arc<Queue>>,
+}
+
+impl VHost {
+    /// A vhost with the default and `amq.*` exchanges predeclared.
+    pub fn new(name: &str) -> Self {
+        let vh = VHost {
+            name: name.to_owned(),
+            exchanges: DashMap::new(),
+            queues: DashMap::new(),
+        };
+        for (n, k) in [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ] {
+            let opts = ExchangeOptions {
+                kind: k,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::default(),
+            };
+            vh.exchanges
+                .insert(n.to_owned(), Arc::new(Exchange::new(n.to_owned(), opts)));
+        }
+        vh
+    }
+
+    fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
+    }
+
+    fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.name))
+    }
+
+    pub fn exchange(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        self.exchanges
+            .get(name)
+            .map(|e| e.clone())
+            .ok_or_else(|| self.no_exchange(name))
+    }
+
+    /// Looks up a queue, refusing exclusive queues of other connections (405).
+    pub fn queue(&self, name: &str, conn_id: u64) -> AmqpResult<Arc<Queue>> {
+        let q = self
+            .queues
+            .get(name)
+            .map(|q| q.clone())
+            .ok_or_else(|| self.no_queue(name))?;
+        self.check_owner(&q, conn_id)?;
+        Ok(q)
+    }
+
+    fn check_owner(&self, q: &Queue, conn_id: u64) -> AmqpResult<()> {
+        match q.owner {
+            Some(owner) if owner != conn_id => Err(AmqpError::resource_locked(format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be \
+                 originally declared on another connection or the exclusive property value does \
+                 not match that of the original declaration.",
+                q.name, self.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// exchange.declare (non-passive): creates or checks equivalence.
+    pub fn declare_exchange(&self, name: &str, opts: ExchangeOptions) -> AmqpResult<()> {
+        if let Some(existing) = self.exchanges.get(name).map(|e| e.clone()) {
+            return self.exchange_equivalent(&existing, &opts);
+        }
+        let ex = Arc::new(Exchange::new(name.to_owned(), opts.clone()));
+        let entry = self.exchanges.entry(name.to_owned()).or_insert(ex).clone();
+        self.exchange_equivalent(&entry, &opts)
+    }
+
+    fn exchange_equivalent(&self, ex: &Exchange, opts: &ExchangeOptions) -> AmqpResult<()> {
+        let o = &ex.options;
+        let diff = |arg: &str, got: &dyn std::fmt::Display, cur: &dyn std::fmt::Display| {
+            Err(AmqpError::precondition(format!(
+                "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{got}' but \
+                 current is '{cur}'",
+                ex.name, self.name
+            )))
+        };
+        if o.kind != opts.kind {
+            return diff("type", &opts.kind.as_str(), &o.kind.as_str());
+        }
+        if o.durable != opts.durable {
+            return diff("durable", &opts.durable, &o.durable);
+        }
+        if o.auto_delete != opts.auto_delete {
+            return diff("auto_delete", &opts.auto_delete, &o.auto_delete);
+        }
+        if o.internal != opts.internal {
+            return diff("internal", &opts.internal, &o.internal);
+        }
+        let a = o.arguments.inner().get("alternate-exchange");
+        let b = opts.arguments.inner().get("alternate-exchange");
+        if a != b {
+            return Err(AmqpError::precondition(format!(
+                "inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '{}'",
+                ex.name, self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// exchange.delete. Deleting a missing exchange succeeds, as in RabbitMQ 3.x.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        let Some(ex) = self.exchanges.get(name).map(|e| e.clone()) else {
+            return Ok(());
+        };
+        if if_unused && ex.binding_count() > 0 {
+            return Err(AmqpError::precondition(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        self.exchanges.remove(name);
+        // Bindings where it is the destination go with it.
+        let dest = Destination::Exchange(name.to_owned());
+        let sources: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
+        for src in sources {
+            if src.unbind_destination(&dest) > 0 {
+                self.maybe_auto_delete_exchange(&src);
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_auto_delete_exchange(&self, ex: &Exchange) {
+        if ex.options.auto_delete && ex.binding_count() == 0 {
+            let _ = self.delete_exchange(&ex.name, true);
+        }
+    }
+
+    /// queue.declare (non-passive): creates or checks equivalence.
+    pub fn declare_queue(
+        &self,
+        name: &str,
+        opts: QueueOptions,
+        conn_id: u64,
+    ) -> AmqpResult<Arc<Queue>> {
+        if let Some(q) = self.queues.get(name).map(|q| q.clone()) {
+            self.check_owner(&q, conn_id)?;
+            self.queue_equivalent(&q, &opts)?;
+            return Ok(q);
+        }
+        let owner = opts.exclusive.then_some(conn_id);
+        let q = Arc::new(Queue::new(
+            name.to_owned(),
+            self.name.clone(),
+            opts.clone(),
+            owner,
+        ));
+        let q = self.queues.entry(name.to_owned()).or_insert(q).clone();
+        self.check_owner(&q, conn_id)?;
+        self.queue_equivalent(&q, &opts)?;
+        Ok(q)
+    }
+
+    fn queue_equivalent(&self, q: &Queue, opts: &QueueOptions) -> AmqpResult<()> {
+        let o = &q.options;
+        for (arg, got, cur) in [
+            ("durable", opts.durable, o.durable),
+            ("exclusive", opts.exclusive, o.exclusive),
+            ("auto_delete", opts.auto_delete, o.auto_delete),
+        ] {
+            if got != cur {
+                return Err(AmqpError::precondition(format!(
+                    "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{got}' but \
+                     current is '{cur}'",
+                    q.name, self.name
+                )));
+            }
+        }
+        for arg in EQUIVALENT_QUEUE_ARGS {
+            let got = opts.arguments.inner().get(*arg);
+            let cur = o.arguments.inner().get(*arg);
+            if got != cur {
+                return Err(AmqpError::precondition(format!(
+                    "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received {} but \
+                     current is {}",
+                    q.name,
+                    self.name,
+                    describe(got),
+                    describe(cur)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// queue.delete: removes the queue and its bindings; returns the consumers to notify and the
+    /// ready count. A missing queue succeeds with 0, as in RabbitMQ 3.x.
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        conn_id: u64,
+    ) -> AmqpResult<(u32, Vec<crate::queue::Consumer>)> {
+        let Some(q) = self.queues.get(name).map(|q| q.clone()) else {
+            return Ok((0, Vec::new()));
+        };
+        self.check_owner(&q, conn_id)?;
+        let (ready, consumers) = q.counts();
+        if if_unused && consumers > 0 {
+            return Err(AmqpError::precondition(format!(
+                "queue '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        if if_empty && ready > 0 {
+            return Err(AmqpError::precondition(format!(
+                "queue '{name}' in vhost '{}' not empty",
+                self.name
+            )));
+        }
+        Ok(self.remove_queue(&q))
+    }
+
+    /// Unconditionally removes a queue (delete, auto-delete, exclusive owner gone).
+    pub fn remove_queue(&self, q: &Arc<Queue>) -> (u32, Vec<crate::queue::Consumer>) {
+        self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q));
+        let dest = Destination::Queue(q.clone());
+        let sources: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
+        for src in sources {
+            if src.unbind_destination(&dest) > 0 {
+                self.maybe_auto_delete_exchange(&src);
+            }
+        }
+        q.mark_deleted()
+    }
+
+    /// queue.bind.
+    pub fn bind_queue(
+        &self,
+        queue: &Arc<Queue>,
+        exchange: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+    ) -> AmqpResult<()> {
+        if exchange.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let ex = self.exchange(exchange)?;
+        if ex.kind() == ExchangeKind::Headers {
+            crate::exchange::headers::validate_binding_args(&arguments)
+                .map_err(AmqpError::precondition)?;
+        }
+        ex.bind(Binding {
+            destination: Destination::Queue(queue.clone()),
+            routing_key: routing_key.to_owned(),
+            arguments,
+        });
+        Ok(())
+    }
+
+    /// queue.unbind. Unbinding a missing binding succeeds, as in RabbitMQ.
+    pub fn unbind_queue(
+        &self,
+        queue: &Arc<Queue>,
+        exchange: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+    ) -> AmqpResult<()> {
+        if exchange.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let ex = self.exchange(exchange)?;
+        if ex.unbind(&Binding {
+            destination: Destination::Queue(queue.clone()),
+            routing_key: routing_key.to_owned(),
+            arguments,
+        }) {
+            self.maybe_auto_delete_exchange(&ex);
+        }
+        Ok(())
+    }
+
+    /// exchange.bind / exchange.unbind.
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+        bind: bool,
+    ) -> AmqpResult<()> {
+        if destination.is_empty() || source.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        self.exchange(destination)?;
+        let src = self.exchange(source)?;
+        let binding = Binding {
+            destination: Destination::Exchange(destination.to_owned()),
+            routing_key: routing_key.to_owned(),
+            arguments,
+        };
+        if bind {
+            if src.kind() == ExchangeKind::Headers {
+                crate::exchange::headers::validate_binding_args(&binding.arguments)
+                    .map_err(AmqpError::precondition)?;
+            }
+            src.bind(binding);
+        } else if src.unbind(&binding) {
+            self.maybe_auto_delete_exchange(&src);
+        }
+        Ok(())
+    }
+
+    /// Resolves the queues a message published to `exchange` reaches: through e2e bindings
+    /// (each exchange visited once, so cycles terminate), alternate exchanges, and every routing
+    /// key in `keys` (the publish key plus CC/BCC). Each queue appears once.
+    pub fn route(
+        &self,
+        exchange: &Arc<Exchange>,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+    ) {
+        let mut visited: Vec<String> = Vec::new();
+        let mut stack: Vec<Arc<Exchange>> = vec![exchange.clone()];
+        let mut dests: Vec<Destination> = Vec::new();
+        while let Some(ex) = stack.pop() {
+            if visited.iter().any(|v| v == &ex.name) {
+                continue;
+            }
+            visited.push(ex.name.clone());
+            dests.clear();
+            if ex.name.is_empty() {
+                for key in keys {
+                    if let Some(q) = self.queues.get(*key) {
+                        dests.push(Destination::Queue(q.clone()));
+                    }
+                }
+            } else {
+                for key in keys {
+                    ex.route(key, headers, &mut dests);
+                }
+            }
+            if dests.is_empty() {
+                if let Some(ae) = ex.alternate.as_deref().and_then(|a| self.exchanges.get(a)) {
+                    stack.push(ae.clone());
+                }
+                continue;
+            }
+            for d in dests.drain(..) {
+                match d {
+                    Destination::Queue(q) => {
+                        if !out.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                            out.push(q);
+                        }
+                    }
+                    Destination::Exchange(name) => {
+                        if let Some(e) = self.exchanges.get(&name) {
+                            stack.push(e.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn describe(v: Option<&AMQPValue>) -> String {
+    match v {
+        None => "none".into(),
+        Some(AMQPValue::LongString(s)) => format!("'{}'", String::from_utf8_lossy(s.as_bytes())),
+        Some(AMQPValue::ShortString(s)) => format!("'{s}'"),
+        Some(AMQPValue::LongLongInt(i)) => format!("'{i}'"),
+        Some(AMQPValue::LongInt(i)) => format!("'{i}'"),
+        Some(AMQPValue::ShortInt(i)) => format!("'{i}'"),
+        Some(AMQPValue::Boolean(b)) => format!("'{b}'"),
+        Some(other) => format!("'{other:?}'"),
+    }
+}
