@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Black-box integration tests: runs the RabbitMQ tutorials (Python/pika and
+# Node/amqplib) against the release binary of Warren.
+#
+#   bash integration/run.sh                  build, start warren on a free port, test, SIGTERM it
+#   WARREN_BIN=path bash integration/run.sh  use that binary instead of building
+#   WARREN_EXTERNAL=127.0.0.1:5672 bash integration/run.sh
+#                                            test an already running broker (e.g. RabbitMQ) as is
+#   INTEGRATION_ONLY=python|node             run one ecosystem only
+#
+# Prints one summary line per ecosystem, then "integration: N passed, M failed";
+# exits non-zero if any script failed or warren did not exit 0 on SIGTERM.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+SCRIPT_TIMEOUT="${SCRIPT_TIMEOUT:-120}"   # seconds; each script also has its own watchdog
+READY_TIMEOUT="${READY_TIMEOUT:-30}"      # seconds to wait for "ready to accept connections"
+ONLY="${INTEGRATION_ONLY:-}"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/warren-integration.XXXXXX")"
+LOGS="$WORK/logs"
+mkdir -p "$LOGS"
+BROKER_PID=""
+KEEP_WORK=0
+
+log() { printf '[integration] %s\n' "$*"; }
+
+cleanup() {
+    if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+    if [[ "$KEEP_WORK" == 1 ]]; then
+        log "logs kept in $LOGS"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# --- Python environment: integration/.venv with the pinned pika -------------
+setup_python() {
+    local venv="$HERE/.venv" req="$HERE/python/requirements.txt"
+    if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import pika' 2>/dev/null; then
+        PYTHON="$venv/bin/python"
+        return
+    fi
+    if [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv" >"$LOGS/venv.log" 2>&1; then
+        if "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >>"$LOGS/venv.log" 2>&1; then
+            PYTHON="$venv/bin/python"
+            return
+        fi
+    fi
+    log "venv unavailable (see below); falling back to pip --user"
+    cat "$LOGS/venv.log" >&2 || true
+    python3 -m pip install -q --user -r "$req" \
+        || python3 -m pip install -q --user --break-system-packages -r "$req"
+    PYTHON=python3
+}
+
+# --- Node environment: integration/node/node_modules from package-lock.json ---
+setup_node() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        return 1
+    fi
+    if [[ ! -f "$HERE/node/node_modules/amqplib/package.json" ]]; then
+        (cd "$HERE/node" && npm ci --no-audit --no-fund --loglevel=error) >"$LOGS/npm.log" 2>&1 || {
+            cat "$LOGS/npm.log" >&2
+            return 1
+        }
+    fi
+}
+
+# --- Broker ------------------------------------------------------------------
+start_warren() {
+    local bin="${WARREN_BIN:-}"
+    if [[ -z "$bin" ]]; then
+        log "cargo build --release"
+        (cd "$ROOT" && cargo build --release --quiet)
+        bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/warren"
+    fi
+    [[ -x "$bin" ]] || { log "no executable at $bin"; exit 1; }
+
+    PORT="${WARREN_TEST_PORT:-$(free_port)}"
+    HOST=127.0.0.1
+    mkdir -p "$WORK/data"
+    log "starting $bin on $HOST:$PORT (data dir $WORK/data)"
+    "$bin" --bind "$HOST" --port "$PORT" --data-dir "$WORK/data" >"$LOGS/warren.log" 2>&1 &
+    BROKER_PID=$!
+
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    until grep -q "ready to accept connections" "$LOGS/warren.log" 2>/dev/null; do
+        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            log "warren exited before it was ready:"
+            cat "$LOGS/warren.log"
+            KEEP_WORK=1
+            exit 1
+        fi
+        if ((SECONDS > deadline)); then
+            log "warren not ready after ${READY_TIMEOUT}s:"
+            tail -50 "$LOGS/warren.log"
+            KEEP_WORK=1
+            exit 1
+        fi
+        sleep 0.1
+    done
+    log "warren is ready (pid $BROKER_PID)"
+}
+
+# --- Test scripts --------------------------------------------------------------
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+SUMMARY=()
+
+# run_suite LABEL INTERPRETER DIR EXT: runs every DIR/*.EXT not starting with "_".
+run_suite() {
+    local label="$1" interp="$2" dir="$3" ext="$4" passed=0 failed=0 f name start rc out
+    for f in "$dir"/*."$ext"; do
+        name="$(basename "$f")"
+        [[ "$name" == _* ]] && continue
+        start=$SECONDS
+        rc=0
+        out="$LOGS/${label//\//-}-$name.log"
+        AMQP_HOST="$HOST" AMQP_PORT="$PORT" timeout -k 5 "$SCRIPT_TIMEOUT" \
+            "$interp" "$f" >"$out" 2>&1 </dev/null || rc=$?
+        if [[ $rc == 0 ]]; then
+            passed=$((passed + 1))
+            log "PASS $label $name ($((SECONDS - start))s)"
+        else
+            failed=$((failed + 1))
+            KEEP_WORK=1
+            log "FAIL $label $name (exit $rc, $((SECONDS - start))s); last lines:"
+            { tail -30 "$out" || true; } | sed 's/^/    /'
+        fi
+        if [[ -n "$BROKER_PID" ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            log "warren died during $label $name; its log ends:"
+            { tail -50 "$LOGS/warren.log" || true; } | sed 's/^/    /'
+            KEEP_WORK=1
+            SUMMARY+=("$label: $passed/$((passed + failed)) passed, then warren died")
+            TOTAL_PASSED=$((TOTAL_PASSED + passed))
+            TOTAL_FAILED=$((TOTAL_FAILED + failed + 1))
+            finish
+        fi
+    done
+    SUMMARY+=("$label: $passed/$((passed + failed)) passed")
+    TOTAL_PASSED=$((TOTAL_PASSED + passed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+}
+
+# A pika client holds a connection open while warren gets SIGTERM; it must be
+# closed by the broker with 320 CONNECTION_FORCED, and warren must exit 0.
+stop_warren() {
+    local probe_log="$LOGS/shutdown-probe.log" probe_pid rc=0 probe_rc=0 deadline
+    AMQP_HOST="$HOST" AMQP_PORT="$PORT" timeout -k 5 60 \
+        "$PYTHON" "$HERE/python/_shutdown_probe.py" >"$probe_log" 2>&1 </dev/null &
+    probe_pid=$!
+    deadline=$((SECONDS + 15))
+    until grep -q "connected" "$probe_log" 2>/dev/null || ((SECONDS > deadline)); do sleep 0.1; done
+
+    kill -TERM "$BROKER_PID"
+    deadline=$((SECONDS + 20))
+    while kill -0 "$BROKER_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    if kill -0 "$BROKER_PID" 2>/dev/null; then
+        log "FAIL warren still running 20s after SIGTERM"
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+        rc=137
+    fi
+    wait "$BROKER_PID" || rc=$?
+    BROKER_PID=""
+    wait "$probe_pid" || probe_rc=$?
+
+    if [[ $rc == 0 ]]; then
+        TOTAL_PASSED=$((TOTAL_PASSED + 1))
+        SUMMARY+=("warren/sigterm: exited 0")
+    else
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        KEEP_WORK=1
+        SUMMARY+=("warren/sigterm: FAILED, exit status $rc")
+        { tail -30 "$LOGS/warren.log" || true; } | sed 's/^/    /'
+    fi
+    if [[ $probe_rc == 0 ]]; then
+        TOTAL_PASSED=$((TOTAL_PASSED + 1))
+        SUMMARY+=("warren/sigterm: open connection closed with 320")
+    else
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        KEEP_WORK=1
+        SUMMARY+=("warren/sigterm: FAILED, open connection not closed with 320")
+        sed 's/^/    /' "$probe_log"
+    fi
+}
+
+finish() {
+    local line
+    echo
+    for line in "${SUMMARY[@]}"; do echo "$line"; done
+    echo "integration: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+    if ((TOTAL_FAILED > 0)); then exit 1; fi
+    exit 0
+}
+
+# --- Main ----------------------------------------------------------------------
+setup_python
+log "python: $("$PYTHON" -c 'import sys, pika; print(sys.version.split()[0], "pika", pika.__version__)')"
+NODE_OK=1
+if [[ "$ONLY" != python ]]; then
+    if setup_node; then
+        log "node: $(node --version) amqplib $(node -p "require('$HERE/node/node_modules/amqplib/package.json').version")"
+    else
+        NODE_OK=0
+    fi
+fi
+
+if [[ -n "${WARREN_EXTERNAL:-}" ]]; then
+    HOST="${WARREN_EXTERNAL%:*}"
+    PORT="${WARREN_EXTERNAL##*:}"
+    log "testing the broker already running at $HOST:$PORT"
+else
+    start_warren
+fi
+
+if [[ "$ONLY" != node ]]; then
+    run_suite python/pika "$PYTHON" "$HERE/python" py
+fi
+if [[ "$ONLY" != python ]]; then
+    if [[ $NODE_OK == 1 ]]; then
+        run_suite node/amqplib node "$HERE/node" js
+    else
+        log "FAIL node/npm missing or npm ci failed"
+        SUMMARY+=("node/amqplib: FAILED, node/npm unavailable")
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    fi
+fi
+
+if [[ -n "$BROKER_PID" ]]; then
+    stop_warren
+fi
+finish
