@@ -303,6 +303,16 @@ async fn serve(
     }
     conn.cleanup();
     state.connections.remove(&id);
+    if conn.done {
+        // After close-ok the client closes the socket; closing first can make it see a reset
+        // before it has read close-ok. Wait briefly for its EOF, as RabbitMQ does.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while reader.fill().await.is_ok() {
+                reader.buf.clear();
+            }
+        })
+        .await;
+    }
     drop(out_tx);
     let _ = writer_task.await;
     tracing::info!("connection closed");
