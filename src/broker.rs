@@ -73,6 +73,17 @@ impl BrokerState {
         );
     }
 
+    /// Creates or replaces a user from an existing RabbitMQ-format hash (definitions import).
+    pub fn put_user_hash(&self, name: &str, password_hash: &str, tags: &[&str]) {
+        self.users.insert(
+            name.to_owned(),
+            User {
+                password_hash: password_hash.to_owned(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            },
+        );
+    }
+
     pub fn delete_user(&self, name: &str) -> bool {
         self.permissions.retain(|(u, _), _| u != name);
         self.users.remove(name).is_some()
