@@ -30,6 +30,8 @@ pub struct ConnInfo {
 /// Shared broker state.
 pub struct BrokerState {
     pub config: Config,
+    /// Message storage shared by every queue (and its group-commit thread).
+    pub store: Arc<crate::store::StoreEnv>,
     pub users: DashMap<String, User>,
     pub vhosts: DashMap<String, Arc<VHost>>,
     /// Keyed by (user, vhost).
@@ -40,8 +42,9 @@ pub struct BrokerState {
 
 impl BrokerState {
     /// Fresh state with the default vhost "/" and the default user with full rights on it.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: Config, store: Arc<crate::store::StoreEnv>) -> Self {
         let st = BrokerState {
+            store,
             users: DashMap::new(),
             vhosts: DashMap::new(),
             permissions: DashMap::new(),
@@ -92,7 +95,7 @@ impl BrokerState {
     pub fn add_vhost(&self, name: &str) {
         self.vhosts
             .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(VHost::new(name)));
+            .or_insert_with(|| Arc::new(VHost::new(name, self.store.clone())));
     }
 
     pub fn set_permissions(

@@ -23,6 +23,12 @@ pub struct Config {
     pub frame_max: u32,
     /// Highest channel number a client may open.
     pub channel_max: u16,
+    /// Confirm persistent messages only after fsync. Off gives RabbitMQ classic-queue
+    /// semantics (confirmed once written to the OS) and can lose confirmed messages on power
+    /// loss.
+    pub fsync: bool,
+    /// Publishers are blocked while free disk space is below this many bytes.
+    pub disk_free_limit: u64,
 }
 
 impl Default for Config {
@@ -37,6 +43,8 @@ impl Default for Config {
             heartbeat: 60,
             frame_max: 131_072,
             channel_max: 2047,
+            fsync: true,
+            disk_free_limit: 50_000_000,
         }
     }
 }

@@ -46,7 +46,8 @@ impl Broker {
         let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
         let local_addr = listener.local_addr()?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let state = Arc::new(BrokerState::new(config));
+        let store = Arc::new(store::StoreEnv::new(config.data_dir.clone(), config.fsync)?);
+        let state = Arc::new(BrokerState::new(config, store));
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(server::serve(listener, state.clone(), rx));
         tracing::info!(%local_addr, "ready to accept connections");

@@ -41,6 +41,14 @@ struct Args {
     /// Highest channel number per connection.
     #[arg(long, env = "WARREN_CHANNEL_MAX", default_value_t = 2047)]
     channel_max: u16,
+    /// UNSAFE: confirm persistent messages once written to the OS instead of after fsync
+    /// (RabbitMQ classic-queue semantics); a power loss can lose confirmed messages.
+    #[arg(long, env = "WARREN_NO_FSYNC")]
+    no_fsync: bool,
+    /// Block publishers while free disk space in the data dir is below this many bytes
+    /// (RabbitMQ's disk_free_limit).
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value_t = 50_000_000)]
+    disk_free_limit: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +74,8 @@ fn main() -> std::process::ExitCode {
         heartbeat: args.heartbeat,
         frame_max: args.frame_max,
         channel_max: args.channel_max,
+        fsync: !args.no_fsync,
+        disk_free_limit: args.disk_free_limit,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -2,16 +2,25 @@
 //! reply-to), consuming with prefetch credit, get, settlement, transactions and confirms.
 
 use super::topology::{Perm, check, generated_name};
-use super::{ChanConsumer, Channel, Confirms, ReplyConsumer, Settle, Tx, Unacked};
+use super::{After, ChanConsumer, Channel, Confirms, ReplyConsumer, Settle, Tx, Unacked};
 use crate::connection::{ConnCtx, ConnEvent};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::protocol::assembler::Content;
 use crate::protocol::codec;
-use crate::queue::{Consumer, Credit, NO_ACK_BUDGET, Queue};
+use crate::queue::{Consumer, Credit, NO_ACK_BUDGET, Published, Queue};
 use amq_protocol::protocol::{AMQPClass, basic as bm, confirm, tx};
 use amq_protocol::types::{AMQPValue, FieldTable};
 use std::sync::Arc;
+
+/// What routing did with a message, for its publisher confirm.
+#[derive(Default)]
+struct RouteOutcome {
+    /// Some queue wrote it to disk: the confirm waits for group commit.
+    stored: bool,
+    /// Some queue refused it: the confirm is a nack.
+    refused: bool,
+}
 
 /// The direct reply-to pseudo-queue.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -98,13 +107,15 @@ impl Channel {
             tx.publishes.push(content);
             return Ok(());
         }
-        let seq = self.confirms.as_mut().map(|c| {
+        let outcome = self.route(ctx, &exchange, content);
+        if let Some(c) = self.confirms.as_mut() {
             c.next += 1;
-            c.next
-        });
-        self.route(ctx, &exchange, content);
-        if let (Some(seq), Some(c)) = (seq, self.confirms.as_mut()) {
-            c.pending = Some(seq);
+            let epoch = if outcome.stored && ctx.state.store.coord.fsync_enabled() {
+                ctx.state.store.coord.request()
+            } else {
+                0
+            };
+            c.pending.push_back((c.next, epoch, outcome.refused));
         }
         Ok(())
     }
@@ -115,7 +126,7 @@ impl Channel {
         ctx: &mut ConnCtx,
         exchange: &Arc<crate::exchange::Exchange>,
         content: Box<Content>,
-    ) {
+    ) -> RouteOutcome {
         let Content {
             publish,
             mut properties,
@@ -153,6 +164,7 @@ impl Channel {
             raw_properties,
             body,
         });
+        let mut outcome = RouteOutcome::default();
         let routed = if exchange.name.is_empty() && msg.routing_key.starts_with(REPLY_PREFIX) {
             self.send_direct_reply(ctx, &msg)
         } else {
@@ -166,10 +178,19 @@ impl Channel {
                 msg.properties.headers().as_ref(),
                 &mut queues,
             );
+            let mut any = false;
             for q in &queues {
-                q.publish(msg.clone());
+                match q.publish(msg.clone()) {
+                    Published::Accepted => any = true,
+                    Published::Stored => {
+                        any = true;
+                        outcome.stored = true;
+                    }
+                    Published::Refused => outcome.refused = true,
+                    Published::Dropped => {}
+                }
             }
-            !queues.is_empty()
+            any || outcome.refused
         };
         if !routed && publish.mandatory {
             ctx.send_method(
@@ -189,6 +210,7 @@ impl Channel {
                 ctx.frame_max,
             );
         }
+        outcome
     }
 
     fn send_direct_reply(&self, ctx: &ConnCtx, msg: &Arc<Message>) -> bool {
@@ -404,6 +426,7 @@ impl Channel {
         let mut wake: Vec<Arc<Queue>> = Vec::new();
         let mut wake_all = false;
         let mut requeue: Vec<Unacked> = Vec::new();
+        let mut acks: Vec<(Arc<Queue>, Vec<crate::store::QueuedMessage>)> = Vec::new();
         for (u, how) in items {
             if let Some(c) = &u.credit {
                 if c.release() && !wake.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
@@ -414,9 +437,17 @@ impl Channel {
                 }
             }
             match how {
-                Settle::Ack | Settle::Drop => u.queue.ack(u.message.seq),
+                Settle::Ack | Settle::Drop => {
+                    match acks.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                        Some((_, v)) => v.push(u.message),
+                        None => acks.push((u.queue, vec![u.message])),
+                    }
+                }
                 Settle::Requeue => requeue.push(u),
             }
+        }
+        for (q, msgs) in &acks {
+            q.ack(msgs.iter());
         }
         super::requeue_grouped(requeue);
         for q in wake {
@@ -452,26 +483,36 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn tx_commit(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+    pub(super) fn tx_commit(&mut self, ctx: &mut ConnCtx) -> AmqpResult<After> {
         let Some(tx) = self.tx.as_mut() else {
             return Err(AmqpError::precondition("channel is not transactional"));
         };
+        if self.commit_failed {
+            return Err(AmqpError::internal(
+                "message store failed; transactions cannot be committed",
+            ));
+        }
         let publishes = std::mem::take(&mut tx.publishes);
         let settles = std::mem::take(&mut tx.settles);
+        let mut stored = false;
         for content in publishes {
             // The exchange may have gone since the publish was accepted; RabbitMQ then drops
-            // the message (or returns it when mandatory), which `route` does with no exchange.
-            match ctx.vhost.exchange(content.publish.exchange.as_str()) {
-                Ok(ex) => self.route(ctx, &ex, content),
-                Err(_) => continue,
+            // the message.
+            if let Ok(ex) = ctx.vhost.exchange(content.publish.exchange.as_str()) {
+                stored |= self.route(ctx, &ex, content).stored;
             }
         }
         self.apply_settles(settles);
+        let coord = &ctx.state.store.coord;
+        if stored && coord.fsync_enabled() {
+            self.commit_pending = true;
+            return Ok(After::WaitSync(coord.request()));
+        }
         ctx.send_method(
             self.id,
             AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
         );
-        Ok(())
+        Ok(After::Continue)
     }
 
     pub(super) fn tx_rollback(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {

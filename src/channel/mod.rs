@@ -14,6 +14,7 @@ use crate::protocol::assembler::{Assembler, Command, Content};
 use crate::protocol::codec::{self, ContentHeader};
 use crate::queue::{ChannelGate, Consumer, Credit, Queue};
 use crate::store::QueuedMessage;
+use crate::store::sync::SyncState;
 use amq_protocol::protocol::{AMQPClass, basic as bm, channel as chm};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +32,9 @@ pub enum After {
     Continue,
     /// The client closed the channel; it is released and can be forgotten.
     Closed,
+    /// tx.commit wrote durable messages: stop reading this connection until group commit
+    /// reaches this epoch, then call [`Channel::sync_done`] (keeps replies in order).
+    WaitSync(u64),
 }
 
 /// A delivery awaiting ack.
@@ -57,15 +61,14 @@ struct ReplyConsumer {
     secret: u64,
 }
 
-/// Pending publisher confirms.
+/// Pending publisher confirms, released strictly in publish order so a run of acks can be
+/// coalesced into one `multiple` ack.
 #[derive(Default)]
 struct Confirms {
-    /// Sequence number of the next publish.
+    /// Sequence number of the last publish.
     next: u64,
-    /// Highest sequence confirmed but not yet sent.
-    pending: Option<u64>,
-    /// Highest sequence already acked to the client.
-    sent: u64,
+    /// (seq, group-commit epoch to wait for or 0, nack) for publishes not yet confirmed.
+    pending: std::collections::VecDeque<(u64, u64, bool)>,
 }
 
 /// Work buffered by tx.select until commit.
@@ -105,6 +108,10 @@ pub struct Channel {
     /// Last exchange checked for write permission and the answer (permissions are fixed for
     /// the connection's lifetime, so the answer cannot go stale).
     write_checked: Option<(String, bool)>,
+    /// A tx.commit-ok is owed once group commit completes.
+    commit_pending: bool,
+    /// Group commit failed under a transaction: later commits are refused.
+    commit_failed: bool,
 }
 
 impl Channel {
@@ -123,6 +130,8 @@ impl Channel {
             last_queue: None,
             reply: None,
             write_checked: None,
+            commit_pending: false,
+            commit_failed: false,
         }
     }
 
@@ -139,6 +148,9 @@ impl Channel {
                 self.publish(ctx, content)?;
                 Ok(After::Continue)
             }
+            Some(Command::Method(AMQPClass::Tx(
+                amq_protocol::protocol::tx::AMQPMethod::Commit(_),
+            ))) => self.tx_commit(ctx).map_err(|e| e.on(90, 20)),
             Some(Command::Method(m)) => {
                 let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
                 self.method(ctx, m).map_err(|e| e.on(class_id, method_id))
@@ -221,7 +233,6 @@ impl Channel {
             }
             AMQPClass::Basic(bm::AMQPMethod::RecoverAsync(r)) => self.recover(ctx, r.requeue)?,
             AMQPClass::Tx(tx::AMQPMethod::Select(_)) => self.tx_select(ctx)?,
-            AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => self.tx_commit(ctx)?,
             AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => self.tx_rollback(ctx)?,
             AMQPClass::Confirm(confirm::AMQPMethod::Select(s)) => {
                 self.confirm_select(ctx, s.nowait)?
@@ -380,21 +391,71 @@ impl Channel {
         );
     }
 
-    /// Emits one (possibly multiple) basic.ack covering every publish confirmed so far.
-    pub fn flush_confirms(&mut self, ctx: &mut ConnCtx) {
+    /// Sends the confirms that are due, coalescing runs of acks into one `multiple` ack.
+    pub fn flush_confirms(&mut self, ctx: &mut ConnCtx, synced: SyncState) {
         let Some(c) = self.confirms.as_mut() else {
             return;
         };
-        let Some(upto) = c.pending.take() else { return };
-        let multiple = upto > c.sent + 1;
-        c.sent = upto;
-        ctx.send_method(
-            self.id,
-            AMQPClass::Basic(bm::AMQPMethod::Ack(bm::Ack {
-                delivery_tag: upto,
-                multiple,
-            })),
-        );
+        let mut run: Option<(u64, u32)> = None;
+        let emit_ack = |ctx: &mut ConnCtx, run: Option<(u64, u32)>| {
+            if let Some((upto, n)) = run {
+                ctx.send_method(
+                    self.id,
+                    AMQPClass::Basic(bm::AMQPMethod::Ack(bm::Ack {
+                        delivery_tag: upto,
+                        multiple: n > 1,
+                    })),
+                );
+            }
+        };
+        while let Some(&(seq, epoch, nack)) = c.pending.front() {
+            let (due, failed) = match synced {
+                _ if epoch == 0 => (true, false),
+                SyncState::Synced(n) => (n >= epoch, false),
+                SyncState::Failed => (true, true),
+            };
+            if !due {
+                break;
+            }
+            c.pending.pop_front();
+            if nack || failed {
+                emit_ack(ctx, run.take());
+                ctx.send_method(
+                    self.id,
+                    AMQPClass::Basic(bm::AMQPMethod::Nack(bm::Nack {
+                        delivery_tag: seq,
+                        multiple: false,
+                        requeue: false,
+                    })),
+                );
+            } else {
+                run = Some((seq, run.map_or(1, |(_, n)| n + 1)));
+            }
+        }
+        emit_ack(ctx, run);
+    }
+
+    /// True while a confirm waits for group commit.
+    pub fn waits_for_sync(&self) -> bool {
+        self.confirms
+            .as_ref()
+            .is_some_and(|c| c.pending.iter().any(|p| p.1 > 0))
+    }
+
+    /// The group commit a `WaitSync` asked for has happened (or failed).
+    pub fn sync_done(&mut self, ctx: &mut ConnCtx, synced: SyncState) {
+        if std::mem::take(&mut self.commit_pending) {
+            if synced == SyncState::Failed {
+                // The transaction's messages may not be durable: say so rather than commit-ok.
+                self.commit_failed = true;
+            }
+            ctx.send_method(
+                self.id,
+                AMQPClass::Tx(amq_protocol::protocol::tx::AMQPMethod::CommitOk(
+                    amq_protocol::protocol::tx::CommitOk {},
+                )),
+            );
+        }
     }
 }
 

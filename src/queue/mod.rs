@@ -13,7 +13,7 @@
 use crate::connection::{ConnEvent, ConnSender};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
-use crate::store::{QueueStore, QueuedMessage, memory::MemoryStore};
+use crate::store::{QueueStore, QueuedMessage};
 use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -144,6 +144,19 @@ pub struct Queue {
     deleted: AtomicBool,
 }
 
+/// What became of a message routed to a queue (publisher confirms depend on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// Held in memory (transient message or non-durable queue): confirm at once.
+    Accepted,
+    /// Written to a segment: confirm once group commit has synced it.
+    Stored,
+    /// The queue refused it (storage failure): nack.
+    Refused,
+    /// The queue was deleted meanwhile: as if unrouted.
+    Dropped,
+}
+
 /// What dispatch decided under the lock, acted on after it is released.
 enum Outcome {
     Delivered,
@@ -151,15 +164,22 @@ enum Outcome {
 }
 
 impl Queue {
-    pub fn new(name: String, vhost: String, options: QueueOptions, owner: Option<u64>) -> Self {
+    pub fn new(
+        name: String,
+        vhost: String,
+        options: QueueOptions,
+        owner: Option<u64>,
+        store: Box<dyn QueueStore>,
+        next_seq: u64,
+    ) -> Self {
         Queue {
             name,
             vhost,
             options,
             owner,
             state: Mutex::new(QueueState {
-                store: Box::new(MemoryStore::default()),
-                next_seq: 1,
+                store,
+                next_seq,
                 consumers: VecDeque::new(),
                 unacked: 0,
                 had_consumers: false,
@@ -173,27 +193,39 @@ impl Queue {
     }
 
     /// Enqueues a routed message and hands it to a consumer if one has credit.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) {
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Published {
         if self.is_deleted() {
-            return;
+            return Published::Dropped;
         }
-        {
+        let stored = {
             let mut st = self.state.lock();
             let seq = st.next_seq;
             st.next_seq += 1;
-            st.store.push(QueuedMessage {
+            let persistent = self.options.durable && msg.persistent();
+            let accepted = st.store.push(QueuedMessage {
                 seq,
                 msg,
                 redelivered: false,
+                stored: false,
             });
-        }
+            if !accepted {
+                return Published::Refused;
+            }
+            persistent
+        };
         self.dispatch();
+        if stored {
+            Published::Stored
+        } else {
+            Published::Accepted
+        }
     }
 
     /// Delivers ready messages to consumers with credit, round robin.
     pub fn dispatch(self: &Arc<Self>) {
         let mut st = self.state.lock();
         let mut skipped = 0;
+        let mut delivered_stored = 0u64;
         while !st.store.is_empty() && skipped < st.consumers.len() {
             let outcome = {
                 let Some(c) = st.consumers.front() else { break };
@@ -219,6 +251,8 @@ impl Queue {
                     };
                     let no_ack = c.no_ack;
                     let seq = qm.seq;
+                    let stored = qm.stored;
+                    let ack_copy = (no_ack && stored).then(|| qm.clone());
                     let event = ConnEvent::Deliver {
                         channel: c.channel,
                         consumer_tag: c.tag.clone(),
@@ -228,10 +262,13 @@ impl Queue {
                     };
                     match c.tx.send(event) {
                         Ok(()) => {
-                            if no_ack {
-                                st.store.ack(seq);
-                            } else {
+                            if let Some(m) = ack_copy {
+                                st.store.ack(&m);
+                            } else if !no_ack {
                                 st.unacked += 1;
+                                if stored {
+                                    delivered_stored = delivered_stored.max(seq);
+                                }
                             }
                             st.consumers.push_back(c);
                             skipped = 0;
@@ -247,6 +284,9 @@ impl Queue {
                 }
             }
         }
+        if delivered_stored > 0 {
+            st.store.delivered(delivered_stored);
+        }
     }
 
     /// basic.get: takes the next ready message, with the count left behind it.
@@ -254,19 +294,27 @@ impl Queue {
         let mut st = self.state.lock();
         let qm = st.store.pop()?;
         if no_ack {
-            st.store.ack(qm.seq);
+            st.store.ack(&qm);
         } else {
             st.unacked += 1;
+            if qm.stored {
+                st.store.delivered(qm.seq);
+            }
         }
         let left = st.store.len() as u32;
         Some((qm, left))
     }
 
-    /// A delivered message is finished with (acked, or rejected without requeue).
-    pub fn ack(&self, seq: u64) {
+    /// Delivered messages are finished with (acked, or rejected without requeue).
+    pub fn ack<'a>(&self, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
+        if self.is_deleted() {
+            return;
+        }
         let mut st = self.state.lock();
-        st.store.ack(seq);
-        st.unacked = st.unacked.saturating_sub(1);
+        for m in messages {
+            st.store.ack(m);
+            st.unacked = st.unacked.saturating_sub(1);
+        }
     }
 
     /// Delivered messages go back to their original places, marked redelivered.
@@ -336,7 +384,8 @@ impl Queue {
     pub fn mark_deleted(&self) -> (u32, Vec<Consumer>) {
         self.deleted.store(true, Ordering::Release);
         let mut st = self.state.lock();
-        let n = st.store.purge() as u32;
+        let n = st.store.len() as u32;
+        st.store.destroy();
         (n, st.consumers.drain(..).collect())
     }
 }

@@ -11,9 +11,10 @@ pub struct MemoryStore {
 }
 
 impl QueueStore for MemoryStore {
-    fn push(&mut self, m: QueuedMessage) {
+    fn push(&mut self, m: QueuedMessage) -> bool {
         self.bytes += m.msg.size() as u64;
         self.ready.push_back(m);
+        true
     }
 
     fn pop(&mut self) -> Option<QueuedMessage> {
@@ -28,7 +29,7 @@ impl QueueStore for MemoryStore {
         self.ready.insert(at, m);
     }
 
-    fn ack(&mut self, _seq: u64) {}
+    fn ack(&mut self, _m: &QueuedMessage) {}
 
     fn len(&self) -> usize {
         self.ready.len()
@@ -63,6 +64,7 @@ mod tests {
                 body: bytes::Bytes::from(vec![0u8; seq as usize]),
             }),
             redelivered: false,
+            stored: false,
         }
     }
 

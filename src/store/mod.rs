@@ -1,10 +1,15 @@
 //! Where a queue keeps its ready messages. The queue talks only to [`QueueStore`], so the disk
 //! store slots in beside the in-memory one without the queue changing.
 
+pub mod disk;
 pub mod memory;
+pub mod segment;
+pub mod sync;
 
 use crate::message::Message;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A message inside a queue: its queue-local sequence number orders it, so a requeued message
 /// goes back to its original place.
@@ -15,19 +20,27 @@ pub struct QueuedMessage {
     pub msg: Arc<Message>,
     /// Set once the message has been delivered and returned.
     pub redelivered: bool,
+    /// The store holds a durable copy that an ack must retire.
+    pub stored: bool,
 }
 
 /// Storage of a queue's ready messages. Unacked messages are held by the channel that received
 /// them; the store hears about them again only through `requeue` or `ack`.
 pub trait QueueStore: Send {
-    /// Appends a newly published message (its `seq` is larger than any before).
-    fn push(&mut self, m: QueuedMessage);
+    /// Appends a newly published message (its `seq` is larger than any before). False when
+    /// the store could not take it (a write failed): the publish must be refused, not lost.
+    fn push(&mut self, m: QueuedMessage) -> bool;
     /// Takes the oldest ready message.
     fn pop(&mut self) -> Option<QueuedMessage>;
     /// Puts a delivered message back at its `seq` position.
     fn requeue(&mut self, m: QueuedMessage);
     /// Records that a delivered message is done with.
-    fn ack(&mut self, seq: u64);
+    fn ack(&mut self, m: &QueuedMessage);
+    /// Records that stored messages up to `seq` were handed to consumers, so a restart marks
+    /// them redelivered.
+    fn delivered(&mut self, _seq: u64) {}
+    /// Removes the store's files (the queue was deleted).
+    fn destroy(&mut self) {}
     /// Ready messages.
     fn len(&self) -> usize;
     /// Body bytes of ready messages.
@@ -36,5 +49,67 @@ pub trait QueueStore: Send {
     fn purge(&mut self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Where queue stores live and how they are made durable; one per broker.
+pub struct StoreEnv {
+    pub data_dir: PathBuf,
+    pub coord: Arc<sync::SyncCoordinator>,
+    next_transient: AtomicU64,
+}
+
+impl StoreEnv {
+    /// Prepares the data directory: transient spill files of a previous run are discarded.
+    pub fn new(data_dir: PathBuf, fsync: bool) -> std::io::Result<Self> {
+        let transient = data_dir.join("transient");
+        if transient.exists() {
+            std::fs::remove_dir_all(&transient)?;
+        }
+        std::fs::create_dir_all(data_dir.join("queues"))?;
+        Ok(StoreEnv {
+            data_dir,
+            coord: sync::SyncCoordinator::start(fsync),
+            next_transient: AtomicU64::new(1),
+        })
+    }
+
+    /// Directory of a durable queue: a hash of vhost and name, so any name is a safe path.
+    pub fn queue_dir(&self, vhost: &str, name: &str) -> PathBuf {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(vhost.as_bytes());
+        h.update([0]);
+        h.update(name.as_bytes());
+        let digest = h.finalize();
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.data_dir.join("queues").join(hex)
+    }
+
+    /// Opens the store of a queue (recovering a durable one); returns it with the next seq.
+    pub fn open_queue(&self, vhost: &str, name: &str, durable: bool) -> (Box<dyn QueueStore>, u64) {
+        let dir = if durable {
+            self.queue_dir(vhost, name)
+        } else {
+            let n = self.next_transient.fetch_add(1, Ordering::Relaxed);
+            self.data_dir.join("transient").join(n.to_string())
+        };
+        let (store, next) = disk::DiskStore::open(dir, durable, self.coord.clone());
+        (Box::new(store), next)
+    }
+
+    /// Deletes durable queue directories no live queue claims (a crash between a queue's
+    /// deletion from the definitions and the removal of its files).
+    pub fn remove_orphans(&self, live: &std::collections::HashSet<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(self.data_dir.join("queues")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if !live.contains(&p) {
+                tracing::warn!(dir = %p.display(), "removing files of a queue that no longer exists");
+                let _ = std::fs::remove_dir_all(&p);
+            }
+        }
     }
 }

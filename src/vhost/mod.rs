@@ -42,15 +42,18 @@ pub const DEFAULT_EXCHANGE: &str = "amq.default";
 /// A virtual host.
 pub struct VHost {
     pub name: String,
+    /// Where this vhost's queues keep their messages.
+    pub store: Arc<crate::store::StoreEnv>,
     pub exchanges: DashMap<String, Arc<Exchange>>,
     pub queues: DashMap<String, Arc<Queue>>,
 }
 
 impl VHost {
     /// A vhost with the default and `amq.*` exchanges predeclared.
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &str, store: Arc<crate::store::StoreEnv>) -> Self {
         let vh = VHost {
             name: name.to_owned(),
+            store,
             exchanges: DashMap::new(),
             queues: DashMap::new(),
         };
@@ -197,13 +200,23 @@ impl VHost {
             return Ok(q);
         }
         let owner = opts.exclusive.then_some(conn_id);
-        let q = Arc::new(Queue::new(
-            name.to_owned(),
-            self.name.clone(),
-            opts.clone(),
-            owner,
-        ));
-        let q = self.queues.entry(name.to_owned()).or_insert(q).clone();
+        // Created under the map entry so two racing declares cannot both open the store.
+        let q = self
+            .queues
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let durable = opts.durable && !opts.exclusive;
+                let (store, next_seq) = self.store.open_queue(&self.name, name, durable);
+                Arc::new(Queue::new(
+                    name.to_owned(),
+                    self.name.clone(),
+                    opts.clone(),
+                    owner,
+                    store,
+                    next_seq,
+                ))
+            })
+            .clone();
         self.check_owner(&q, conn_id)?;
         self.queue_equivalent(&q, &opts)?;
         Ok(q)
