@@ -180,7 +180,7 @@ struct Raw {
     stream: TcpStream,
     /// Bytes read but not yet consumed as frames.
     buf: Vec<u8>,
-    /// What the server proposed in connection.tune (after [`Raw::tune`]).
+    /// What the server proposed in connection.tune (read by [`Raw::start_ok`]).
     proposed: Option<connection::Tune>,
     /// What we answered in tune-ok.
     negotiated: Option<connection::TuneOk>,
@@ -925,6 +925,57 @@ async fn channel_number_above_channel_max_is_not_allowed() {
     tb.stop().await;
 }
 
+/// RabbitMQ: 505 "UNEXPECTED_FRAME - type 2, all octets = <<...>>".
+#[tokio::test]
+async fn content_header_on_channel_zero_is_unexpected() {
+    let tb = common::start().await;
+    let mut raw = open_with_channel(tb.addr).await;
+    raw.send_frame(&content_header(0, 3)).await;
+    raw.expect_close(UNEXPECTED_FRAME).await;
+    tb.stop().await;
+}
+
+/// RabbitMQ: 505 "UNEXPECTED_FRAME - type 3, all octets = <<\"abc\">>".
+#[tokio::test]
+async fn content_body_on_channel_zero_is_unexpected() {
+    let tb = common::start().await;
+    let mut raw = open_with_channel(tb.addr).await;
+    raw.send_frame(&body(0, b"abc")).await;
+    raw.expect_close(UNEXPECTED_FRAME).await;
+    tb.stop().await;
+}
+
+/// A channel-class method on channel 0.
+/// RabbitMQ: 504 "CHANNEL_ERROR - unexpected method in connection state running", class 50
+/// method 10.
+#[tokio::test]
+async fn queue_method_on_channel_zero_is_a_channel_error() {
+    let tb = common::start().await;
+    let mut raw = open_with_channel(tb.addr).await;
+    raw.send_frame(&queue_declare(0, "on-channel-zero")).await;
+    let close = raw.expect_close(CHANNEL_ERROR).await;
+    assert_eq!((close.class_id, close.method_id), (50, 10), "{close:?}");
+    tb.stop().await;
+}
+
+/// A connection-class method on a channel other than 0.
+/// RabbitMQ: 503 "COMMAND_INVALID - unimplemented method", class 10 method 40.
+#[tokio::test]
+async fn connection_method_on_a_nonzero_channel_is_invalid() {
+    let tb = common::start().await;
+    let mut raw = open_with_channel(tb.addr).await;
+    raw.send_frame(&method(
+        1,
+        AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+            virtual_host: "/".into(),
+        })),
+    ))
+    .await;
+    let close = raw.expect_close(COMMAND_INVALID).await;
+    assert_eq!((close.class_id, close.method_id), (10, 40), "{close:?}");
+    tb.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Heartbeats
 // ---------------------------------------------------------------------------------------------
@@ -1033,6 +1084,32 @@ async fn client_close_gets_close_ok_and_socket_close() {
         return;
     }
     raw.expect_eof().await;
+    tb.stop().await;
+}
+
+/// After a server-initiated connection.close, the server is the one receiving close-ok, and per the
+/// spec it may then release the socket at once. RabbitMQ closes it within a few ms; a server that
+/// lingers keeps clients that wait for EOF (and their file descriptors) hanging.
+#[tokio::test]
+async fn server_closes_the_socket_promptly_after_receiving_close_ok() {
+    let tb = common::start().await;
+    let mut raw = open_with_channel(tb.addr).await;
+    raw.send_frame(&channel_open(1)).await;
+    let close = match raw.next_close().await {
+        Ok(close) => close,
+        Err(e) => panic!("wanted connection.close 504: {e}"),
+    };
+    assert_eq!(close.reply_code, CHANNEL_ERROR, "{close:?}");
+    raw.send(&encode(&close_ok())).await.expect("send close-ok");
+    let since = Instant::now();
+    let end = raw.read_frame_within(Duration::from_secs(5)).await;
+    let elapsed = since.elapsed();
+    eprintln!("after close-ok: {end:?} in {elapsed:?}");
+    assert!(matches!(end, Err(ReadEnd::Closed)), "{end:?}");
+    assert!(
+        elapsed <= Duration::from_millis(500),
+        "socket closed {elapsed:?} after close-ok (RabbitMQ: ~4 ms)"
+    );
     tb.stop().await;
 }
 

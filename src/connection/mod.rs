@@ -17,6 +17,7 @@ use crate::message::Message;
 use crate::protocol::codec::{self, FRAME_MIN_SIZE, Frame, PROTOCOL_HEADER};
 use crate::queue::Queue;
 use crate::store::QueuedMessage;
+use crate::store::sync::SyncState;
 use crate::vhost::VHost;
 use amq_protocol::protocol::{AMQPClass, connection};
 use bytes::BytesMut;
@@ -198,6 +199,7 @@ async fn serve(
             peer,
         },
     );
+    let mut sync_rx = state.store.coord.subscribe();
     let mut conn = Connection {
         ctx: ConnCtx {
             id,
@@ -215,6 +217,8 @@ async fn serve(
         channel_max: opened.channel_max,
         closing: None,
         done: false,
+        wait_sync: None,
+        client_closed: false,
     };
     let heartbeat = Duration::from_secs(u64::from(opened.heartbeat));
     let mut last_read = Instant::now();
@@ -235,28 +239,35 @@ async fn serve(
                     "broker forced connection closure with reason 'shutdown'",
                 ));
             }
-            res = reader.fill() => {
+            res = reader.fill(), if conn.wait_sync.is_none() => {
                 match res {
                     Ok(()) => last_read = Instant::now(),
                     Err(_) => break,
                 }
-                loop {
-                    match codec::decode(&mut reader.buf, conn.ctx.frame_max) {
-                        Ok(Some(frame)) => conn.handle_frame(frame),
-                        Ok(None) => break,
-                        Err(e) => {
-                            reader.buf.clear();
-                            if conn.closing.is_some() {
-                                conn.done = true;
-                            } else {
-                                conn.close_with(e);
-                            }
-                            break;
-                        }
-                    }
-                    if conn.done() { break; }
+                conn.process_buffer(&mut reader.buf);
+                conn.flush_confirms(*sync_rx.borrow());
+            }
+            res = sync_rx.changed(), if conn.sync_pending() => {
+                if res.is_err() {
+                    break;
                 }
-                conn.flush_confirms();
+                let synced = *sync_rx.borrow_and_update();
+                conn.flush_confirms(synced);
+                if let Some((channel, epoch)) = conn.wait_sync {
+                    let due = match synced {
+                        SyncState::Synced(n) => n >= epoch,
+                        SyncState::Failed => true,
+                    };
+                    if due {
+                        conn.wait_sync = None;
+                        if let Some(ch) = conn.channels.get_mut(&channel) {
+                            ch.sync_done(&mut conn.ctx, synced);
+                        }
+                        // Frames that arrived meanwhile are still buffered.
+                        conn.process_buffer(&mut reader.buf);
+                        conn.flush_confirms(synced);
+                    }
+                }
             }
             Some(ev) = rx.recv() => {
                 conn.handle_event(ev);
@@ -303,7 +314,7 @@ async fn serve(
     }
     conn.cleanup();
     state.connections.remove(&id);
-    if conn.done {
+    if conn.client_closed {
         // After close-ok the client closes the socket; closing first can make it see a reset
         // before it has read close-ok. Wait briefly for its EOF, as RabbitMQ does.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -336,6 +347,11 @@ pub struct Connection {
     closing: Option<Instant>,
     /// The connection is finished (close handshake complete or unrecoverable).
     done: bool,
+    /// A tx.commit on this channel waits for this group-commit epoch; no frames are read
+    /// until it completes, so replies stay in order.
+    wait_sync: Option<(u16, u64)>,
+    /// The client started the close handshake (we sent close-ok, so it closes the socket).
+    client_closed: bool,
 }
 
 impl Connection {
@@ -377,6 +393,31 @@ impl Connection {
         }
     }
 
+    /// Decodes and handles every complete frame in `buf` (stopping early while a commit
+    /// waits for group commit).
+    fn process_buffer(&mut self, buf: &mut BytesMut) {
+        while self.wait_sync.is_none() && !self.done {
+            match codec::decode(buf, self.ctx.frame_max) {
+                Ok(Some(frame)) => self.handle_frame(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    buf.clear();
+                    if self.closing.is_some() {
+                        self.done = true;
+                    } else {
+                        self.close_with(e);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Something waits for the sync thread: a confirm or a commit.
+    fn sync_pending(&self) -> bool {
+        self.wait_sync.is_some() || self.channels.values().any(|c| c.waits_for_sync())
+    }
+
     fn handle_frame(&mut self, frame: Frame) {
         if self.closing.is_some() {
             if let Frame::Method(0, AMQPClass::Connection(m)) = frame {
@@ -404,7 +445,7 @@ impl Connection {
             Frame::Method(0, m) => self.connection_method(m),
             Frame::Method(ch, m) => self.channel_input(ch, crate::channel::Input::Method(m)),
             Frame::Header(0, _) | Frame::Body(0, _) => {
-                Err(AmqpError::command_invalid("content frame on channel 0"))
+                Err(AmqpError::unexpected_frame("content frame on channel 0"))
             }
             Frame::Header(ch, h) => self.channel_input(ch, crate::channel::Input::Header(h)),
             Frame::Body(ch, b) => self.channel_input(ch, crate::channel::Input::Body(b)),
@@ -423,6 +464,7 @@ impl Connection {
                     0,
                     AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
                 );
+                self.client_closed = true;
                 self.done = true;
                 Ok(())
             }
@@ -438,7 +480,12 @@ impl Connection {
             }
             AMQPClass::Connection(connection::AMQPMethod::Blocked(_))
             | AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)) => Ok(()),
-            other => Err(AmqpError::command_invalid(format!(
+            other @ AMQPClass::Connection(_) => Err(AmqpError::command_invalid(format!(
+                "unexpected method 10/{} on channel 0",
+                other.get_amqp_method_id()
+            ))
+            .on(10, other.get_amqp_method_id())),
+            other => Err(AmqpError::channel_error(format!(
                 "unexpected method {}/{} on channel 0",
                 other.get_amqp_class_id(),
                 other.get_amqp_method_id()
@@ -500,6 +547,10 @@ impl Connection {
             Ok(crate::channel::After::Continue) => Ok(()),
             Ok(crate::channel::After::Closed) => {
                 self.channels.remove(&id);
+                Ok(())
+            }
+            Ok(crate::channel::After::WaitSync(epoch)) => {
+                self.wait_sync = Some((id, epoch));
                 Ok(())
             }
             Err(e) if e.is_hard() => Err(e),
@@ -565,13 +616,13 @@ impl Connection {
         }
     }
 
-    /// Sends the publisher confirms accumulated while processing a batch of frames.
-    fn flush_confirms(&mut self) {
+    /// Sends the publisher confirms that are due.
+    fn flush_confirms(&mut self, synced: SyncState) {
         if self.closing.is_some() {
             return;
         }
         for ch in self.channels.values_mut() {
-            ch.flush_confirms(&mut self.ctx);
+            ch.flush_confirms(&mut self.ctx, synced);
         }
     }
 }
