@@ -32,6 +32,8 @@ pub struct BrokerState {
     pub config: Config,
     /// Message storage shared by every queue (and its group-commit thread).
     pub store: Arc<crate::store::StoreEnv>,
+    /// Resource alarms (free disk) that block publishers.
+    pub alarms: Arc<crate::alarm::AlarmMonitor>,
     pub users: DashMap<String, User>,
     pub vhosts: DashMap<String, Arc<VHost>>,
     /// Keyed by (user, vhost).
@@ -45,6 +47,7 @@ impl BrokerState {
     pub fn new(config: Config, store: Arc<crate::store::StoreEnv>) -> Self {
         let st = BrokerState {
             store,
+            alarms: crate::alarm::AlarmMonitor::new(config.disk_free_limit),
             users: DashMap::new(),
             vhosts: DashMap::new(),
             permissions: DashMap::new(),

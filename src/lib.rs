@@ -11,6 +11,7 @@
 //!
 //! [`Broker::start`] runs a broker in-process (the binary and the tests both use it).
 
+pub mod alarm;
 pub mod auth;
 pub mod broker;
 pub mod channel;
@@ -49,6 +50,13 @@ impl Broker {
         let store = Arc::new(store::StoreEnv::new(config.data_dir.clone(), config.fsync)?);
         let state = Arc::new(BrokerState::new(config, store));
         let (shutdown, rx) = watch::channel(false);
+        state.alarms.check_disk(&state.config.data_dir);
+        tokio::spawn(
+            state
+                .alarms
+                .clone()
+                .run(state.config.data_dir.clone(), rx.clone()),
+        );
         let server = tokio::spawn(server::serve(listener, state.clone(), rx));
         tracing::info!(%local_addr, "ready to accept connections");
         Ok(Broker {
@@ -95,6 +103,15 @@ impl Broker {
     ) -> Result<(), String> {
         self.state
             .set_permissions(user, vhost, configure, write, read)
+    }
+
+    /// Changes the free-disk limit at run time and re-evaluates the alarm at once.
+    pub fn set_disk_free_limit(&self, bytes: u64) {
+        self.state
+            .alarms
+            .disk_free_limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.state.alarms.check_disk(&self.state.config.data_dir);
     }
 
     /// Closes every connection with 320 CONNECTION_FORCED and stops accepting; returns once

@@ -60,6 +60,7 @@ fn parse_reply_token(key: &str) -> Option<(u64, u16, u64)> {
 
 impl Channel {
     pub(super) fn publish(&mut self, ctx: &mut ConnCtx, content: Box<Content>) -> AmqpResult<()> {
+        ctx.published = true;
         let p = &content.publish;
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true").on(60, 40));

@@ -116,6 +116,8 @@ pub struct ConnCtx {
     pub tx: ConnSender,
     /// Exclusive queues declared here; deleted when the connection ends.
     pub exclusive_queues: Vec<Arc<Queue>>,
+    /// The client has published: resource alarms block it.
+    pub published: bool,
 }
 
 impl ConnCtx {
@@ -212,6 +214,7 @@ async fn serve(
             out: Vec::with_capacity(64 * 1024),
             tx,
             exclusive_queues: Vec::new(),
+            published: false,
         },
         channels: HashMap::new(),
         channel_max: opened.channel_max,
@@ -219,6 +222,7 @@ async fn serve(
         done: false,
         wait_sync: None,
         client_closed: false,
+        blocked_sent: false,
     };
     let heartbeat = Duration::from_secs(u64::from(opened.heartbeat));
     let mut last_read = Instant::now();
@@ -229,8 +233,12 @@ async fn serve(
         (heartbeat / 2).max(Duration::from_millis(500))
     });
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut alarm_rx = state.alarms.subscribe();
 
     loop {
+        // A publishing connection is not read while an alarm is raised (RabbitMQ's flow
+        // control for resource alarms); consumers keep being served.
+        let blocked = conn.ctx.published && alarm_rx.borrow().any();
         tokio::select! {
             biased;
             _ = shutdown.changed(), if conn.closing.is_none() => {
@@ -239,7 +247,8 @@ async fn serve(
                     "broker forced connection closure with reason 'shutdown'",
                 ));
             }
-            res = reader.fill(), if conn.wait_sync.is_none() => {
+            _ = alarm_rx.changed() => {}
+            res = reader.fill(), if conn.wait_sync.is_none() && !blocked => {
                 match res {
                     Ok(()) => last_read = Instant::now(),
                     Err(_) => break,
@@ -280,6 +289,10 @@ async fn serve(
                 }
             }
             _ = ticker.tick() => {
+                if blocked {
+                    // Heartbeats are not read while blocked, so silence proves nothing.
+                    last_read = Instant::now();
+                }
                 if !heartbeat.is_zero() {
                     if last_read.elapsed() > heartbeat * 2 {
                         tracing::warn!("missed heartbeats from client, timeout: {}s", heartbeat.as_secs());
@@ -294,6 +307,8 @@ async fn serve(
                 }
             }
         }
+        let alarms = *alarm_rx.borrow();
+        conn.notify_blocked(conn.ctx.published && alarms.any(), &alarms);
         if !conn.ctx.out.is_empty() {
             let next = recycle_rx
                 .try_recv()
@@ -352,6 +367,8 @@ pub struct Connection {
     wait_sync: Option<(u16, u64)>,
     /// The client started the close handshake (we sent close-ok, so it closes the socket).
     client_closed: bool,
+    /// connection.blocked was sent and not yet followed by connection.unblocked.
+    blocked_sent: bool,
 }
 
 impl Connection {
@@ -390,6 +407,28 @@ impl Connection {
                 let (_, consumers) = self.ctx.vhost.remove_queue(&q);
                 crate::channel::notify_cancelled(consumers);
             }
+        }
+    }
+
+    /// Tells a client that announced connection.blocked when it becomes blocked or unblocked.
+    fn notify_blocked(&mut self, blocked: bool, alarms: &crate::alarm::Alarms) {
+        if !self.ctx.caps.connection_blocked || self.closing.is_some() {
+            return;
+        }
+        if blocked && !self.blocked_sent {
+            self.blocked_sent = true;
+            self.ctx.send_method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Blocked(connection::Blocked {
+                    reason: alarms.reason().into(),
+                })),
+            );
+        } else if !blocked && self.blocked_sent {
+            self.blocked_sent = false;
+            self.ctx.send_method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Unblocked(connection::Unblocked {})),
+            );
         }
     }
 
