@@ -175,9 +175,10 @@ async fn watch_close(ch: &Channel) -> CloseWatch {
 impl CloseWatch {
     /// The error the channel (or its connection) was closed with.
     async fn error(mut self) -> lapin::Error {
-        match self.0.next_event().await {
-            Some(Err(e)) => e,
-            other => panic!("expected the broker to close the channel, got {other:?}"),
+        match tokio::time::timeout(Duration::from_secs(10), self.0.rx.recv()).await {
+            Ok(Some(Err(e))) => e,
+            Ok(other) => panic!("expected the broker to close the channel, got {other:?}"),
+            Err(_) => panic!("the broker did not close the channel within 10s"),
         }
     }
 }
@@ -1109,6 +1110,283 @@ async fn recover_with_requeue_redelivers_unacked() {
     within(b.stop()).await;
 }
 
+#[tokio::test]
+async fn reject_of_unknown_delivery_tag_closes_channel_406() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    let watch = watch_close(&ch).await;
+    within(ch.basic_reject(7, BasicRejectOptions { requeue: true }))
+        .await
+        .expect("basic.reject is sent");
+    let err = watch.error().await;
+    assert_close(&err, 406, "PRECONDITION_FAILED - unknown delivery tag 7");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn nack_of_unknown_delivery_tag_closes_channel_406() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    let watch = watch_close(&ch).await;
+    within(ch.basic_nack(
+        9,
+        BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        },
+    ))
+    .await
+    .expect("basic.nack is sent");
+    let err = watch.error().await;
+    assert_close(&err, 406, "PRECONDITION_FAILED - unknown delivery tag 9");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn ack_multiple_beyond_last_delivery_tag_is_406() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "ack-multi-beyond").await;
+    for i in 1..=3u8 {
+        publish(&ch, &q, &[i]).await;
+    }
+    for _ in 0..3 {
+        get_some(&ch, &q).await;
+    }
+    let watch = watch_close(&ch).await;
+    // Tags 1..=3 are outstanding; 5 was never delivered, even though it is above all of them.
+    ack(&ch, 5, true).await;
+    let err = watch.error().await;
+    assert_close(&err, 406, "PRECONDITION_FAILED - unknown delivery tag 5");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn ack_multiple_with_already_acked_tag_is_406() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "ack-multi-acked").await;
+    for i in 1..=3u8 {
+        publish(&ch, &q, &[i]).await;
+    }
+    for _ in 0..3 {
+        get_some(&ch, &q).await;
+    }
+    ack(&ch, 2, false).await;
+    let watch = watch_close(&ch).await;
+    // 1 is still outstanding, but 2 itself is not.
+    ack(&ch, 2, true).await;
+    let err = watch.error().await;
+    assert_close(&err, 406, "PRECONDITION_FAILED - unknown delivery tag 2");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn ack_single_with_tag_zero_is_406() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "ack-zero").await;
+    publish(&ch, &q, b"x").await;
+    get_some(&ch, &q).await;
+    let watch = watch_close(&ch).await;
+    ack(&ch, 0, false).await;
+    let err = watch.error().await;
+    assert_close(&err, 406, "PRECONDITION_FAILED - unknown delivery tag 0");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn nack_multiple_with_tag_zero_requeues_all_outstanding() {
+    let b = within(common::start()).await;
+    let (conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "nack-all").await;
+    let cch = open_channel(&conn).await;
+    for i in 1..=3u8 {
+        publish(&cch, &q, &[i]).await;
+    }
+    for _ in 0..3 {
+        get_some(&cch, &q).await;
+    }
+    within(cch.basic_nack(
+        0,
+        BasicNackOptions {
+            multiple: true,
+            requeue: true,
+        },
+    ))
+    .await
+    .expect("basic.nack");
+    // Same channel: the requeued messages are ready again, in order, marked redelivered.
+    for i in 1..=3u8 {
+        let m = get(&cch, &q, true).await.expect("requeued");
+        assert_eq!(m.data, [i]);
+        assert!(m.redelivered);
+    }
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn ack_multiple_with_tag_zero_acks_all_outstanding() {
+    let b = within(common::start()).await;
+    let (conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "ack-all").await;
+    let cch = open_channel(&conn).await;
+    for i in 1..=3u8 {
+        publish(&cch, &q, &[i]).await;
+    }
+    for _ in 0..3 {
+        get_some(&cch, &q).await;
+    }
+    ack(&cch, 0, true).await;
+    within(cch.close(200, "bye".into()))
+        .await
+        .expect("channel.close");
+    assert!(get(&ch, &q, true).await.is_none(), "everything was acked");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn delivery_tags_are_per_channel_and_shared_by_get_and_consume() {
+    let b = within(common::start()).await;
+    let (conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "tags").await;
+    publish(&ch, &q, b"1").await;
+    publish(&ch, &q, b"2").await;
+    assert_eq!(get_some(&ch, &q).await.delivery_tag, 1);
+    let mut sub = consume(&ch, &q, "c", BasicConsumeOptions::default()).await;
+    assert_eq!(sub.next().await.delivery_tag, 2);
+    within(ch.basic_cancel("c".into(), BasicCancelOptions::default()))
+        .await
+        .expect("basic.cancel");
+    // A fresh channel starts again at 1.
+    let ch2 = open_channel(&conn).await;
+    publish(&ch2, &q, b"3").await;
+    let mut sub2 = consume(&ch2, &q, "c", BasicConsumeOptions::default()).await;
+    let d = sub2.next().await;
+    assert_eq!(d.data, b"3");
+    assert_eq!(d.delivery_tag, 1);
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn cancelled_consumer_unacked_messages_stay_unacked_and_can_be_acked() {
+    let b = within(common::start()).await;
+    let (conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "cancel-unacked").await;
+    let cch = open_channel(&conn).await;
+    let mut sub = consume(&cch, &q, "c", BasicConsumeOptions::default()).await;
+    publish(&ch, &q, b"a").await;
+    publish(&ch, &q, b"b").await;
+    let a = sub.next().await;
+    let _b = sub.next().await;
+    within(cch.basic_cancel("c".into(), BasicCancelOptions::default()))
+        .await
+        .expect("basic.cancel");
+    // Cancel requeues nothing ...
+    assert_eq!(ready_count(&ch, &q).await, 0);
+    // ... and the deliveries can still be acked on the channel.
+    ack(&cch, a.delivery_tag, false).await;
+    within(cch.close(200, "bye".into()))
+        .await
+        .expect("channel.close");
+    let m = get(&ch, &q, true).await.expect("b requeued on close");
+    assert_eq!(m.data, b"b");
+    assert!(m.redelivered);
+    assert!(get(&ch, &q, true).await.is_none());
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn deleting_queue_cancels_its_consumers() {
+    let b = within(common::start()).await;
+    let (conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "deleted-under-consumer").await;
+    let cch = open_channel(&conn).await;
+    let mut sub = consume(&cch, &q, "doomed", BasicConsumeOptions::default()).await;
+    delete_queue(&ch, &q).await;
+    // lapin advertises consumer_cancel_notify: the broker sends basic.cancel, the stream ends.
+    match sub.next_event().await {
+        Some(Ok(None)) | None => {}
+        other => panic!("expected the consumer to be cancelled, got {other:?}"),
+    }
+    // The consuming channel stays open.
+    let q2 = exclusive_queue(&cch, "after-delete").await;
+    publish(&cch, &q2, b"x").await;
+    assert!(get(&cch, &q2, true).await.is_some());
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn consume_from_other_connections_exclusive_queue_is_405() {
+    let b = within(common::start()).await;
+    let (_owner_conn, owner) = within(b.channel()).await;
+    let q = exclusive_queue(&owner, "locked").await;
+    let (_conn, ch) = within(b.channel()).await;
+    let err = within(ch.basic_consume(
+        q.as_str().into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    ))
+    .await
+    .expect_err("exclusive queue is locked");
+    // The full text is longer than a short string: RabbitMQ truncates it to 255 bytes ending
+    // in "...", so only the start is compared.
+    assert_eq!(reply_code(&err), Some(405), "{err:?}");
+    let text = reply_text(&err).unwrap_or_default();
+    let expected = format!(
+        "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{q}' in vhost '/'."
+    );
+    assert!(text.starts_with(&expected), "{text:?}");
+    assert!(text.len() <= 255);
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn get_from_other_connections_exclusive_queue_is_405() {
+    let b = within(common::start()).await;
+    let (_owner_conn, owner) = within(b.channel()).await;
+    let q = exclusive_queue(&owner, "locked-get").await;
+    let (_conn, ch) = within(b.channel()).await;
+    let err = within(ch.basic_get(q.as_str().into(), BasicGetOptions::default()))
+        .await
+        .expect_err("exclusive queue is locked");
+    assert_eq!(reply_code(&err), Some(405), "{err:?}");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn mandatory_publish_to_default_exchange_without_queue_is_returned() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    within(ch.confirm_select(ConfirmSelectOptions::default()))
+        .await
+        .expect("confirm.select");
+    let missing = unique("no-such-queue");
+    let confirm = within(ch.basic_publish(
+        "".into(),
+        missing.as_str().into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        b"nowhere",
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("basic.publish");
+    let returned = within(confirm)
+        .await
+        .expect("confirm")
+        .take_message()
+        .expect("returned");
+    assert_eq!(returned.reply_code, 312);
+    assert_eq!(returned.reply_text.as_str(), "NO_ROUTE");
+    assert_eq!(returned.delivery.exchange.as_str(), "");
+    assert_eq!(returned.delivery.routing_key.as_str(), missing);
+    within(b.stop()).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // qos / dispatch
 // ---------------------------------------------------------------------------------------------
@@ -1209,6 +1487,54 @@ async fn qos_global_shares_limit_across_consumers_of_channel() {
         }
     }
     assert_eq!(more, 1);
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn prefetch_does_not_limit_no_ack_consumers() {
+    let b = within(common::start()).await;
+    let (conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "prefetch-noack").await;
+    let cch = open_channel(&conn).await;
+    within(cch.basic_qos(1, BasicQosOptions { global: false }))
+        .await
+        .expect("basic.qos");
+    let mut sub = consume(
+        &cch,
+        &q,
+        "c",
+        BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..5u8 {
+        publish(&ch, &q, &[i]).await;
+    }
+    for i in 0..5u8 {
+        assert_eq!(sub.next().await.data, [i]);
+    }
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn basic_get_is_not_limited_by_prefetch() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    let q = exclusive_queue(&ch, "get-ignores-qos").await;
+    within(ch.basic_qos(1, BasicQosOptions { global: true }))
+        .await
+        .expect("basic.qos");
+    within(ch.basic_qos(1, BasicQosOptions { global: false }))
+        .await
+        .expect("basic.qos");
+    for i in 1..=3u8 {
+        publish(&ch, &q, &[i]).await;
+    }
+    for i in 1..=3u8 {
+        assert_eq!(get_some(&ch, &q).await.data, [i]);
+    }
     within(b.stop()).await;
 }
 

@@ -317,6 +317,64 @@ async fn tx_reject_takes_effect_on_commit() {
 }
 
 #[tokio::test]
+async fn tx_mandatory_unroutable_publish_is_returned_at_commit() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    tx_select(&ch).await;
+    let key = unique("unroutable");
+    within(ch.basic_publish(
+        "amq.direct".into(),
+        key.as_str().into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        b"back",
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("basic.publish");
+    within(ch.basic_qos(0, Default::default()))
+        .await
+        .expect("basic.qos");
+    // Without confirms, lapin keeps returned messages for wait_for_confirms to drain.
+    let before = within(ch.wait_for_confirms()).await.expect("drain");
+    assert!(before.is_empty(), "returned before commit: {before:?}");
+    commit(&ch).await;
+    let after = within(ch.wait_for_confirms()).await.expect("drain");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].reply_code, 312);
+    assert_eq!(after[0].reply_text.as_str(), "NO_ROUTE");
+    assert_eq!(after[0].delivery.routing_key.as_str(), key);
+    assert_eq!(after[0].delivery.data, b"back");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
+async fn tx_rolled_back_mandatory_publish_is_not_returned() {
+    let b = within(common::start()).await;
+    let (_conn, ch) = within(b.channel()).await;
+    tx_select(&ch).await;
+    within(ch.basic_publish(
+        "amq.direct".into(),
+        unique("unroutable").as_str().into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        b"gone",
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("basic.publish");
+    rollback(&ch).await;
+    commit(&ch).await;
+    let returned = within(ch.wait_for_confirms()).await.expect("drain");
+    assert!(returned.is_empty(), "{returned:?}");
+    within(b.stop()).await;
+}
+
+#[tokio::test]
 async fn tx_commit_without_select_is_406() {
     let b = within(common::start()).await;
     let (_conn, ch) = within(b.channel()).await;

@@ -396,13 +396,19 @@ impl Channel {
         how: Settle,
     ) -> AmqpResult<()> {
         let taken: Vec<Unacked> = if multiple {
-            let rest = self.unacked.split_off(&tag.saturating_add(1));
-            let upto = std::mem::replace(&mut self.unacked, rest);
-            if upto.is_empty() && tag != 0 {
+            // Tag 0 means everything outstanding; otherwise the tag itself must be
+            // outstanding (RabbitMQ refuses the whole settle when it is not).
+            if tag != 0 && !self.unacked.contains_key(&tag) {
                 return Err(AmqpError::precondition(format!(
                     "unknown delivery tag {tag}"
                 )));
             }
+            let upto = if tag == 0 {
+                std::mem::take(&mut self.unacked)
+            } else {
+                let rest = self.unacked.split_off(&(tag + 1));
+                std::mem::replace(&mut self.unacked, rest)
+            };
             upto.into_values().collect()
         } else {
             match self.unacked.remove(&tag) {
