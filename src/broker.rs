@@ -4,6 +4,7 @@
 use crate::auth::{self, Permissions};
 use crate::config::Config;
 use crate::connection::ConnSender;
+use crate::store::definitions::DefOp;
 use crate::vhost::VHost;
 use dashmap::DashMap;
 use std::net::SocketAddr;
@@ -70,35 +71,39 @@ impl BrokerState {
     }
 
     pub fn add_user(&self, name: &str, password: &str, tags: &[&str]) {
-        self.users.insert(
-            name.to_owned(),
-            User {
-                password_hash: auth::hash_password(password),
-                tags: tags.iter().map(|t| t.to_string()).collect(),
-            },
-        );
+        self.put_user_hash(name, &auth::hash_password(password), tags);
     }
 
     /// Creates or replaces a user from an existing RabbitMQ-format hash (definitions import).
     pub fn put_user_hash(&self, name: &str, password_hash: &str, tags: &[&str]) {
-        self.users.insert(
-            name.to_owned(),
-            User {
-                password_hash: password_hash.to_owned(),
-                tags: tags.iter().map(|t| t.to_string()).collect(),
-            },
-        );
+        let user = User {
+            password_hash: password_hash.to_owned(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        self.store.log(&DefOp::user(name, &user));
+        self.users.insert(name.to_owned(), user);
     }
 
     pub fn delete_user(&self, name: &str) -> bool {
         self.permissions.retain(|(u, _), _| u != name);
-        self.users.remove(name).is_some()
+        let removed = self.users.remove(name).is_some();
+        if removed {
+            self.store.log(&DefOp::DeleteUser {
+                name: name.to_owned(),
+            });
+        }
+        removed
     }
 
     pub fn add_vhost(&self, name: &str) {
-        self.vhosts
-            .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(VHost::new(name, self.store.clone())));
+        let mut created = false;
+        self.vhosts.entry(name.to_owned()).or_insert_with(|| {
+            created = true;
+            Arc::new(VHost::new(name, self.store.clone()))
+        });
+        if created {
+            self.store.log(&DefOp::vhost(name));
+        }
     }
 
     pub fn set_permissions(
@@ -116,6 +121,7 @@ impl BrokerState {
             return Err(format!("no such vhost '{vhost}'"));
         }
         let p = Permissions::new(configure, write, read).map_err(|e| e.to_string())?;
+        self.store.log(&DefOp::permissions(user, vhost, &p));
         self.permissions
             .insert((user.to_owned(), vhost.to_owned()), p);
         Ok(())

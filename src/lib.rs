@@ -48,7 +48,8 @@ impl Broker {
         let local_addr = listener.local_addr()?;
         std::fs::create_dir_all(&config.data_dir)?;
         let store = Arc::new(store::StoreEnv::new(config.data_dir.clone(), config.fsync)?);
-        let state = Arc::new(BrokerState::new(config, store));
+        let state = Arc::new(BrokerState::new(config, store.clone()));
+        restore_definitions(&state)?;
         let (shutdown, rx) = watch::channel(false);
         state.alarms.check_disk(&state.config.data_dir);
         tokio::spawn(
@@ -120,4 +121,26 @@ impl Broker {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
     }
+}
+
+/// Replays the durable definitions log into a fresh state, starts logging, and removes the
+/// files of durable queues that no longer exist.
+fn restore_definitions(state: &BrokerState) -> std::io::Result<()> {
+    use store::definitions;
+    let seed = definitions::export(state);
+    let (log, model) = definitions::DefinitionsLog::open_seeded(&state.config.data_dir, &seed)?;
+    if let Err(e) = definitions::restore(state, &model) {
+        tracing::error!(error = %e, "some durable definitions could not be restored");
+    }
+    state.store.set_definitions_log(log);
+    let mut live = std::collections::HashSet::new();
+    for vhost in state.vhosts.iter() {
+        for q in vhost.queues.iter() {
+            if definitions::is_persistent_queue(&q) {
+                live.insert(state.store.queue_dir(&vhost.name, &q.name));
+            }
+        }
+    }
+    state.store.remove_orphans(&live);
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Where a queue keeps its ready messages. The queue talks only to [`QueueStore`], so the disk
 //! store slots in beside the in-memory one without the queue changing.
 
+pub mod definitions;
 pub mod disk;
 pub mod memory;
 pub mod segment;
@@ -57,6 +58,9 @@ pub struct StoreEnv {
     pub data_dir: PathBuf,
     pub coord: Arc<sync::SyncCoordinator>,
     next_transient: AtomicU64,
+    /// The durable definitions log, set once boot has replayed it (changes made while
+    /// replaying are not logged again).
+    defs: std::sync::OnceLock<(definitions::DefinitionsLog, Arc<sync::SyncFile>)>,
 }
 
 impl StoreEnv {
@@ -71,7 +75,26 @@ impl StoreEnv {
             data_dir,
             coord: sync::SyncCoordinator::start(fsync),
             next_transient: AtomicU64::new(1),
+            defs: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts logging topology changes to `log`.
+    pub fn set_definitions_log(&self, log: definitions::DefinitionsLog) {
+        let file = sync::SyncFile::new(log.file());
+        let _ = self.defs.set((log, file));
+    }
+
+    /// Appends a durable topology change. It reaches disk with the next group commit, so any
+    /// confirm issued after this call also covers it.
+    pub fn log(&self, op: &definitions::DefOp) {
+        let Some((log, file)) = self.defs.get() else {
+            return;
+        };
+        match log.append(op) {
+            Ok(()) => self.coord.mark_dirty(file),
+            Err(e) => tracing::error!(error = %e, "cannot append to the definitions log"),
+        }
     }
 
     /// Directory of a durable queue: a hash of vhost and name, so any name is a safe path.

@@ -7,6 +7,7 @@
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::queue::{Queue, QueueOptions};
+use crate::store::definitions::{self as defs, DefOp};
 use amq_protocol::types::{AMQPValue, FieldTable};
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -46,6 +47,9 @@ pub struct VHost {
     pub store: Arc<crate::store::StoreEnv>,
     pub exchanges: DashMap<String, Arc<Exchange>>,
     pub queues: DashMap<String, Arc<Queue>>,
+    /// Serialises topology changes with their log appends, so the definitions log records
+    /// them in the order they took effect.
+    topology: parking_lot::Mutex<()>,
 }
 
 impl VHost {
@@ -56,6 +60,7 @@ impl VHost {
             store,
             exchanges: DashMap::new(),
             queues: DashMap::new(),
+            topology: parking_lot::Mutex::new(()),
         };
         for (n, k) in [
             ("", ExchangeKind::Direct),
@@ -121,8 +126,19 @@ impl VHost {
         if let Some(existing) = self.exchanges.get(name).map(|e| e.clone()) {
             return self.exchange_equivalent(&existing, &opts);
         }
-        let ex = Arc::new(Exchange::new(name.to_owned(), opts.clone()));
-        let entry = self.exchanges.entry(name.to_owned()).or_insert(ex).clone();
+        let _t = self.topology.lock();
+        let mut created = false;
+        let entry = self
+            .exchanges
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                created = true;
+                Arc::new(Exchange::new(name.to_owned(), opts.clone()))
+            })
+            .clone();
+        if created && defs::is_persistent_exchange(&entry) {
+            self.store.log(&DefOp::exchange(&entry, &self.name));
+        }
         self.exchange_equivalent(&entry, &opts)
     }
 
@@ -169,7 +185,17 @@ impl VHost {
                 self.name
             )));
         }
-        self.exchanges.remove(name);
+        let _t = self.topology.lock();
+        if self.exchanges.remove(name).is_none() {
+            return Ok(());
+        }
+        if ex.options.durable {
+            self.store.log(&DefOp::DeleteExchange {
+                vhost: self.name.clone(),
+                name: name.to_owned(),
+            });
+        }
+        drop(_t);
         // Bindings where it is the destination go with it.
         let dest = Destination::Exchange(name.to_owned());
         let sources: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
@@ -199,12 +225,18 @@ impl VHost {
             self.queue_equivalent(&q, &opts)?;
             return Ok(q);
         }
+        crate::queue::Limits::from_args(&opts.arguments).map_err(|e| {
+            AmqpError::precondition(format!("{e} for queue '{name}' in vhost '{}'", self.name))
+        })?;
         let owner = opts.exclusive.then_some(conn_id);
+        let _t = self.topology.lock();
+        let mut created = false;
         // Created under the map entry so two racing declares cannot both open the store.
         let q = self
             .queues
             .entry(name.to_owned())
             .or_insert_with(|| {
+                created = true;
                 let durable = opts.durable && !opts.exclusive;
                 let (store, next_seq) = self.store.open_queue(&self.name, name, durable);
                 Arc::new(Queue::new(
@@ -217,6 +249,10 @@ impl VHost {
                 ))
             })
             .clone();
+        if created && defs::is_persistent_queue(&q) {
+            self.store.log(&DefOp::queue(&q));
+        }
+        drop(_t);
         self.check_owner(&q, conn_id)?;
         self.queue_equivalent(&q, &opts)?;
         Ok(q)
@@ -240,7 +276,7 @@ impl VHost {
         for arg in EQUIVALENT_QUEUE_ARGS {
             let got = opts.arguments.inner().get(*arg);
             let cur = o.arguments.inner().get(*arg);
-            if got != cur {
+            if !equivalent_values(got, cur) {
                 return Err(AmqpError::precondition(format!(
                     "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received {} but \
                      current is {}",
@@ -285,7 +321,19 @@ impl VHost {
 
     /// Unconditionally removes a queue (delete, auto-delete, exclusive owner gone).
     pub fn remove_queue(&self, q: &Arc<Queue>) -> (u32, Vec<crate::queue::Consumer>) {
-        self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q));
+        {
+            let _t = self.topology.lock();
+            let removed = self
+                .queues
+                .remove_if(&q.name, |_, v| Arc::ptr_eq(v, q))
+                .is_some();
+            if removed && defs::is_persistent_queue(q) {
+                self.store.log(&DefOp::DeleteQueue {
+                    vhost: self.name.clone(),
+                    name: q.name.clone(),
+                });
+            }
+        }
         let dest = Destination::Queue(q.clone());
         let sources: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
         for src in sources {
@@ -314,11 +362,12 @@ impl VHost {
             crate::exchange::headers::validate_binding_args(&arguments)
                 .map_err(AmqpError::precondition)?;
         }
-        ex.bind(Binding {
+        let binding = Binding {
             destination: Destination::Queue(queue.clone()),
             routing_key: routing_key.to_owned(),
             arguments,
-        });
+        };
+        self.add_binding(&ex, binding);
         Ok(())
     }
 
@@ -336,11 +385,12 @@ impl VHost {
             ));
         }
         let ex = self.exchange(exchange)?;
-        if ex.unbind(&Binding {
+        let binding = Binding {
             destination: Destination::Queue(queue.clone()),
             routing_key: routing_key.to_owned(),
             arguments,
-        }) {
+        };
+        if self.remove_binding(&ex, &binding) {
             self.maybe_auto_delete_exchange(&ex);
         }
         Ok(())
@@ -372,11 +422,32 @@ impl VHost {
                 crate::exchange::headers::validate_binding_args(&binding.arguments)
                     .map_err(AmqpError::precondition)?;
             }
-            src.bind(binding);
-        } else if src.unbind(&binding) {
+            self.add_binding(&src, binding);
+        } else if self.remove_binding(&src, &binding) {
             self.maybe_auto_delete_exchange(&src);
         }
         Ok(())
+    }
+
+    fn add_binding(&self, source: &Exchange, binding: Binding) {
+        let _t = self.topology.lock();
+        let log = defs::is_persistent_binding(self, source, &binding);
+        let op = log.then(|| DefOp::binding(&self.name, &source.name, &binding));
+        if source.bind(binding)
+            && let Some(op) = op
+        {
+            self.store.log(&op);
+        }
+    }
+
+    fn remove_binding(&self, source: &Exchange, binding: &Binding) -> bool {
+        let _t = self.topology.lock();
+        let removed = source.unbind(binding);
+        if removed && source.options.durable {
+            self.store
+                .log(&DefOp::unbinding(&self.name, &source.name, binding));
+        }
+        removed
     }
 
     /// Resolves the queues a message published to `exchange` reaches: through e2e bindings
@@ -430,6 +501,35 @@ impl VHost {
                 }
             }
         }
+    }
+}
+
+/// RabbitMQ compares arguments by type family: an x-message-ttl sent as a 32-bit int by one
+/// client and a 64-bit int by another (or restored from JSON) is the same value.
+fn equivalent_values(a: Option<&AMQPValue>, b: Option<&AMQPValue>) -> bool {
+    fn int(v: &AMQPValue) -> Option<i128> {
+        Some(match v {
+            AMQPValue::ShortShortInt(x) => i128::from(*x),
+            AMQPValue::ShortShortUInt(x) => i128::from(*x),
+            AMQPValue::ShortInt(x) => i128::from(*x),
+            AMQPValue::ShortUInt(x) => i128::from(*x),
+            AMQPValue::LongInt(x) => i128::from(*x),
+            AMQPValue::LongUInt(x) => i128::from(*x),
+            AMQPValue::LongLongInt(x) => i128::from(*x),
+            AMQPValue::Timestamp(x) => i128::from(*x),
+            _ => return None,
+        })
+    }
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => match (int(x), int(y)) {
+            (Some(i), Some(j)) => i == j,
+            _ => match (value_as_str(x), value_as_str(y)) {
+                (Some(s), Some(t)) => s == t,
+                _ => x == y,
+            },
+        },
+        _ => false,
     }
 }
 
