@@ -133,6 +133,72 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
 }
 
+/// What a full queue does with the next message (x-overflow).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    DropHead,
+    RejectPublish,
+    RejectPublishDlx,
+}
+
+/// Length limits from x-max-length / x-max-length-bytes / x-overflow.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+}
+
+fn int_arg(args: &FieldTable, key: &str) -> Option<i64> {
+    use amq_protocol::types::AMQPValue as V;
+    Some(match args.inner().get(key)? {
+        V::ShortShortInt(v) => i64::from(*v),
+        V::ShortShortUInt(v) => i64::from(*v),
+        V::ShortInt(v) => i64::from(*v),
+        V::ShortUInt(v) => i64::from(*v),
+        V::LongInt(v) => i64::from(*v),
+        V::LongUInt(v) => i64::from(*v),
+        V::LongLongInt(v) => *v,
+        _ => return None,
+    })
+}
+
+impl Limits {
+    /// Reads the limits from queue arguments; Err names the invalid argument (406).
+    pub fn from_args(args: &FieldTable) -> Result<Self, String> {
+        let non_negative = |key: &str| -> Result<Option<u64>, String> {
+            match args.inner().get(key) {
+                None => Ok(None),
+                Some(_) => match int_arg(args, key) {
+                    Some(v) if v >= 0 => Ok(Some(v as u64)),
+                    _ => Err(format!(
+                        "invalid arg '{key}': expected a non-negative integer"
+                    )),
+                },
+            }
+        };
+        let overflow = match args
+            .inner()
+            .get("x-overflow")
+            .map(|v| crate::vhost::value_as_str(v).unwrap_or(""))
+        {
+            None | Some("drop-head") => Overflow::DropHead,
+            Some("reject-publish") => Overflow::RejectPublish,
+            Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+            Some(other) => return Err(format!("invalid arg 'x-overflow': '{other}'")),
+        };
+        Ok(Limits {
+            max_length: non_negative("x-max-length")?,
+            max_length_bytes: non_negative("x-max-length-bytes")?,
+            overflow,
+        })
+    }
+
+    fn exceeded(&self, len: u64, bytes: u64) -> bool {
+        self.max_length.is_some_and(|m| len > m) || self.max_length_bytes.is_some_and(|m| bytes > m)
+    }
+}
+
 /// A message queue.
 pub struct Queue {
     pub name: String,
@@ -140,6 +206,8 @@ pub struct Queue {
     pub options: QueueOptions,
     /// Connection that owns an exclusive queue.
     pub owner: Option<u64>,
+    /// Length limits (checked on every publish).
+    pub limits: Limits,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
 }
@@ -172,9 +240,15 @@ impl Queue {
         store: Box<dyn QueueStore>,
         next_seq: u64,
     ) -> Self {
+        let limits = Limits::from_args(&options.arguments).unwrap_or(Limits {
+            max_length: None,
+            max_length_bytes: None,
+            overflow: Overflow::DropHead,
+        });
         Queue {
             name,
             vhost,
+            limits,
             options,
             owner,
             state: Mutex::new(QueueState {
@@ -202,6 +276,15 @@ impl Queue {
             let seq = st.next_seq;
             st.next_seq += 1;
             let persistent = self.options.durable && msg.persistent();
+            let lim = self.limits;
+            if lim.overflow != Overflow::DropHead
+                && lim.exceeded(
+                    st.store.len() as u64 + 1,
+                    st.store.bytes() + msg.size() as u64,
+                )
+            {
+                return Published::Refused;
+            }
             let accepted = st.store.push(QueuedMessage {
                 seq,
                 msg,
@@ -210,6 +293,12 @@ impl Queue {
             });
             if !accepted {
                 return Published::Refused;
+            }
+            if lim.overflow == Overflow::DropHead {
+                while lim.exceeded(st.store.len() as u64, st.store.bytes()) {
+                    let Some(old) = st.store.pop() else { break };
+                    st.store.ack(&old);
+                }
             }
             persistent
         };
