@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Black-box integration tests: runs the RabbitMQ tutorials (Python/pika and
-# Node/amqplib) against the release binary of Warren.
+# Node/amqplib) against the release binary of Warren, then the crash test
+# (crash_test.py: SIGKILL + restart on the same data dir, with its own broker).
 #
 #   bash integration/run.sh                  build, start warren on a free port, test, SIGTERM it
 #   WARREN_BIN=path bash integration/run.sh  use that binary instead of building
 #   WARREN_EXTERNAL=127.0.0.1:5672 bash integration/run.sh
 #                                            test an already running broker (e.g. RabbitMQ) as is
-#   INTEGRATION_ONLY=python|node             run one ecosystem only
+#   INTEGRATION_ONLY=python|node|crash       run one suite only
+#   CRASH_ARGS="--rounds 10 --seed 7"        extra arguments for crash_test.py
+#   CRASH_TIMEOUT=600                        seconds for the whole crash test
 #
-# Prints one summary line per ecosystem, then "integration: N passed, M failed";
+# Prints one summary line per ecosystem (and "crash/kill9: N/M rounds passed"),
+# then "integration: N passed, M failed";
 # exits non-zero if any script failed or warren did not exit 0 on SIGTERM.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 SCRIPT_TIMEOUT="${SCRIPT_TIMEOUT:-120}"   # seconds; each script also has its own watchdog
+CRASH_TIMEOUT="${CRASH_TIMEOUT:-600}"     # seconds for crash_test.py (it has its own watchdog)
 READY_TIMEOUT="${READY_TIMEOUT:-30}"      # seconds to wait for "ready to accept connections"
 ONLY="${INTEGRATION_ONLY:-}"
 
@@ -77,14 +82,22 @@ setup_node() {
 }
 
 # --- Broker ------------------------------------------------------------------
-start_warren() {
-    local bin="${WARREN_BIN:-}"
-    if [[ -z "$bin" ]]; then
+BIN=""
+# Sets BIN: $WARREN_BIN, or a fresh release build.
+resolve_bin() {
+    [[ -n "$BIN" ]] && return
+    BIN="${WARREN_BIN:-}"
+    if [[ -z "$BIN" ]]; then
         log "cargo build --release"
         (cd "$ROOT" && cargo build --release --quiet)
-        bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/warren"
+        BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/warren"
     fi
-    [[ -x "$bin" ]] || { log "no executable at $bin"; exit 1; }
+    [[ -x "$BIN" ]] || { log "no executable at $BIN"; exit 1; }
+}
+
+start_warren() {
+    resolve_bin
+    local bin="$BIN"
 
     PORT="${WARREN_TEST_PORT:-$(free_port)}"
     HOST=127.0.0.1
@@ -194,6 +207,36 @@ stop_warren() {
     fi
 }
 
+# crash_test.py starts, SIGKILLs and restarts its own warren (free port, data dirs under
+# $WORK/crash); against WARREN_EXTERNAL it runs without kills, checking only the script.
+run_crash() {
+    local out="$LOGS/crash_test.log" rc=0 start=$SECONDS line args=()
+    if [[ -n "${WARREN_EXTERNAL:-}" ]]; then
+        args=(--external "$WARREN_EXTERNAL")
+    else
+        resolve_bin
+        args=(--bin "$BIN" --work "$WORK/crash")
+    fi
+    # shellcheck disable=SC2206 # CRASH_ARGS is split on purpose
+    args+=(${CRASH_ARGS:-})
+    log "crash test: ${args[*]}"
+    TEST_TIMEOUT="$CRASH_TIMEOUT" timeout -k 5 "$((CRASH_TIMEOUT + 30))" \
+        "$PYTHON" "$HERE/crash_test.py" "${args[@]}" >"$out" 2>&1 </dev/null || rc=$?
+    sed -n 's/^\[crash\] /    /p' "$out"
+    line="$(grep -E '^crash/' "$out" | tail -1 || true)"
+    if [[ $rc == 0 && -n "$line" ]]; then
+        TOTAL_PASSED=$((TOTAL_PASSED + 1))
+        log "PASS crash_test.py ($((SECONDS - start))s)"
+        SUMMARY+=("$line")
+    else
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        KEEP_WORK=1
+        log "FAIL crash_test.py (exit $rc, $((SECONDS - start))s); last lines:"
+        { tail -30 "$out" || true; } | sed 's/^/    /'
+        SUMMARY+=("${line:-crash/kill9: FAILED, exit status $rc}")
+    fi
+}
+
 finish() {
     local line
     echo
@@ -207,7 +250,7 @@ finish() {
 setup_python
 log "python: $("$PYTHON" -c 'import sys, pika; print(sys.version.split()[0], "pika", pika.__version__)')"
 NODE_OK=1
-if [[ "$ONLY" != python ]]; then
+if [[ -z "$ONLY" || "$ONLY" == node ]]; then
     if setup_node; then
         log "node: $(node --version) amqplib $(node -p "require('$HERE/node/node_modules/amqplib/package.json').version")"
     else
@@ -219,14 +262,14 @@ if [[ -n "${WARREN_EXTERNAL:-}" ]]; then
     HOST="${WARREN_EXTERNAL%:*}"
     PORT="${WARREN_EXTERNAL##*:}"
     log "testing the broker already running at $HOST:$PORT"
-else
+elif [[ "$ONLY" != crash ]]; then
     start_warren
 fi
 
-if [[ "$ONLY" != node ]]; then
+if [[ -z "$ONLY" || "$ONLY" == python ]]; then
     run_suite python/pika "$PYTHON" "$HERE/python" py
 fi
-if [[ "$ONLY" != python ]]; then
+if [[ -z "$ONLY" || "$ONLY" == node ]]; then
     if [[ $NODE_OK == 1 ]]; then
         run_suite node/amqplib node "$HERE/node" js
     else
@@ -238,5 +281,8 @@ fi
 
 if [[ -n "$BROKER_PID" ]]; then
     stop_warren
+fi
+if [[ -z "$ONLY" || "$ONLY" == crash ]]; then
+    run_crash
 fi
 finish

@@ -292,7 +292,7 @@ impl DiskStore {
             return false;
         }
         self.wbuf.clear();
-        let len = segment::encode(&mut self.wbuf, m.seq, flags, &m.msg) as u64;
+        let len = segment::encode(&mut self.wbuf, m.seq, flags, m.expires_at, &m.msg) as u64;
         // Recovered segments are never appended to (head is None until this run creates one).
         let need_new = match self.segments.back() {
             None => true,
@@ -472,6 +472,8 @@ impl DiskStore {
                 seq: rec.seq,
                 redelivered: rec.seq <= self.recovered_delivered,
                 stored,
+                expires_at: rec.expires_at,
+                delivery_count: 0,
                 msg: Arc::new(Message {
                     exchange: rec.exchange,
                     routing_key: rec.routing_key,

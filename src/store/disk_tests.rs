@@ -24,12 +24,11 @@ fn message(body: &[u8], persistent: bool) -> Arc<Message> {
 }
 
 fn qm(seq: u64, persistent: bool) -> QueuedMessage {
-    QueuedMessage {
+    QueuedMessage::new(
         seq,
-        msg: message(format!("body-{seq}").as_bytes(), persistent),
-        redelivered: false,
-        stored: false,
-    }
+        message(format!("body-{seq}").as_bytes(), persistent),
+        0,
+    )
 }
 
 fn coord() -> Arc<SyncCoordinator> {
@@ -178,6 +177,8 @@ fn fully_acked_segments_are_deleted() {
             msg: message(&big, true),
             redelivered: false,
             stored: false,
+            expires_at: 0,
+            delivery_count: 0,
         };
         s.push(m);
     }

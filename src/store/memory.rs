@@ -65,6 +65,8 @@ mod tests {
             }),
             redelivered: false,
             stored: false,
+            expires_at: 0,
+            delivery_count: 0,
         }
     }
 

@@ -23,6 +23,24 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// The store holds a durable copy that an ack must retire.
     pub stored: bool,
+    /// When the message expires (ms since the epoch, 0 = never): queue or per-message TTL.
+    pub expires_at: u64,
+    /// Unsuccessful deliveries so far (returned by nack/reject/requeue), for x-delivery-limit.
+    pub delivery_count: u32,
+}
+
+impl QueuedMessage {
+    /// A newly published message.
+    pub fn new(seq: u64, msg: Arc<Message>, expires_at: u64) -> Self {
+        QueuedMessage {
+            seq,
+            msg,
+            redelivered: false,
+            stored: false,
+            expires_at,
+            delivery_count: 0,
+        }
+    }
 }
 
 /// Storage of a queue's ready messages. Unacked messages are held by the channel that received

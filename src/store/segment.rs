@@ -3,7 +3,8 @@
 //! ```text
 //! header  : magic "WARRENSG" (8) | version u32 LE | reserved u32
 //! record  : len u32 LE | crc32 u32 LE (of the len bytes that follow) | payload[len]
-//! payload : seq u64 LE | flags u8 | exchange_len u8 | exchange | key_len u8 | routing_key
+//! payload : seq u64 LE | flags u8 | expires_at u64 LE (ms since the epoch, 0 = never)
+//!           | exchange_len u8 | exchange | key_len u8 | routing_key
 //!           | props_len u32 LE | raw_properties | body (the rest)
 //! ```
 //! A zero `len` or the end of the file ends the records. Pure: encoding and scanning only, so
@@ -45,17 +46,18 @@ pub fn check_header(h: &[u8]) -> Result<u32, String> {
 }
 
 /// Appends one encoded record to `out`; returns its length.
-pub fn encode(out: &mut Vec<u8>, seq: u64, flags: u8, msg: &Message) -> usize {
+pub fn encode(out: &mut Vec<u8>, seq: u64, flags: u8, expires_at: u64, msg: &Message) -> usize {
     let ex = &msg.exchange.as_bytes()[..msg.exchange.len().min(255)];
     let rk = &msg.routing_key.as_bytes()[..msg.routing_key.len().min(255)];
     let payload_len =
-        8 + 1 + 1 + ex.len() + 1 + rk.len() + 4 + msg.raw_properties.len() + msg.body.len();
+        8 + 1 + 8 + 1 + ex.len() + 1 + rk.len() + 4 + msg.raw_properties.len() + msg.body.len();
     let start = out.len();
     out.reserve(RECORD_OVERHEAD + payload_len);
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.push(flags);
+    out.extend_from_slice(&expires_at.to_le_bytes());
     out.push(ex.len() as u8);
     out.extend_from_slice(ex);
     out.push(rk.len() as u8);
@@ -73,6 +75,7 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, flags: u8, msg: &Message) -> usize {
 pub struct Record {
     pub seq: u64,
     pub flags: u8,
+    pub expires_at: u64,
     pub exchange: String,
     pub routing_key: String,
     pub raw_properties: Bytes,
@@ -107,7 +110,7 @@ pub fn scan(buf: &[u8], max_record: usize) -> Scan {
     if len == 0 {
         return Scan::End;
     }
-    if len < 8 + 1 + 1 + 1 + 4 || len > max_record {
+    if len < 8 + 1 + 8 + 1 + 1 + 4 || len > max_record {
         return Scan::Garbage;
     }
     if buf.len() < RECORD_OVERHEAD + len {
@@ -128,9 +131,9 @@ pub fn peek(buf: &[u8]) -> (u64, u8, usize) {
     let seq = u64::from_le_bytes(buf[8..16].try_into().unwrap_or([0; 8]));
     let flags = buf[16];
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let ex_len = buf[17] as usize;
-    let rk_len = buf.get(18 + ex_len).copied().unwrap_or(0) as usize;
-    let props_at = 19 + ex_len + rk_len;
+    let ex_len = buf[25] as usize;
+    let rk_len = buf.get(26 + ex_len).copied().unwrap_or(0) as usize;
+    let props_at = 27 + ex_len + rk_len;
     let props_len = buf
         .get(props_at..props_at + 4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
@@ -143,9 +146,10 @@ pub fn peek(buf: &[u8]) -> (u64, u8, usize) {
 pub fn decode_payload(p: &[u8]) -> Option<Record> {
     let seq = u64::from_le_bytes(p.get(0..8)?.try_into().ok()?);
     let flags = *p.get(8)?;
-    let ex_len = *p.get(9)? as usize;
-    let ex = p.get(10..10 + ex_len)?;
-    let mut at = 10 + ex_len;
+    let expires_at = u64::from_le_bytes(p.get(9..17)?.try_into().ok()?);
+    let ex_len = *p.get(17)? as usize;
+    let ex = p.get(18..18 + ex_len)?;
+    let mut at = 18 + ex_len;
     let rk_len = *p.get(at)? as usize;
     let rk = p.get(at + 1..at + 1 + rk_len)?;
     at += 1 + rk_len;
@@ -157,6 +161,7 @@ pub fn decode_payload(p: &[u8]) -> Option<Record> {
     Some(Record {
         seq,
         flags,
+        expires_at,
         exchange: String::from_utf8(ex.to_vec()).ok()?,
         routing_key: String::from_utf8(rk.to_vec()).ok()?,
         raw_properties: Bytes::copy_from_slice(props),
@@ -182,10 +187,10 @@ mod tests {
     #[test]
     fn roundtrip() {
         let mut out = Vec::new();
-        let n = encode(&mut out, 42, FLAG_PERSISTENT, &msg(b"hello"));
+        let n = encode(&mut out, 42, FLAG_PERSISTENT, 7, &msg(b"hello"));
         assert!(matches!(scan(&out, 1 << 20), Scan::Record(l) if l == n));
         let r = decode_payload(&out[RECORD_OVERHEAD..]).unwrap();
-        assert_eq!((r.seq, r.flags), (42, FLAG_PERSISTENT));
+        assert_eq!((r.seq, r.flags, r.expires_at), (42, FLAG_PERSISTENT, 7));
         assert_eq!(&r.body[..], b"hello");
         assert_eq!(r.routing_key, "rk");
         assert_eq!(peek(&out), (42, FLAG_PERSISTENT, 5));
@@ -194,7 +199,7 @@ mod tests {
     #[test]
     fn torn_corrupt_and_end() {
         let mut out = Vec::new();
-        encode(&mut out, 1, 0, &msg(b"abcdef"));
+        encode(&mut out, 1, 0, 0, &msg(b"abcdef"));
         assert!(matches!(scan(&out[..out.len() - 1], 1 << 20), Scan::Torn));
         assert!(matches!(scan(&out[..3], 1 << 20), Scan::Torn));
         let mut bad = out.clone();
@@ -215,7 +220,7 @@ mod tests {
         #[test]
         fn encode_scan_roundtrip(body: Vec<u8>, seq: u64, flags: u8) {
             let mut out = Vec::new();
-            let n = encode(&mut out, seq, flags, &msg(&body));
+            let n = encode(&mut out, seq, flags, 0, &msg(&body));
             prop_assert!(matches!(scan(&out, 1 << 24), Scan::Record(l) if l == n));
             let r = decode_payload(&out[RECORD_OVERHEAD..]).unwrap();
             prop_assert_eq!(r.seq, seq);
