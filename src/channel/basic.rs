@@ -99,6 +99,17 @@ impl Channel {
             ))
             .on(60, 40));
         }
+        if let Some(exp) = content.properties.expiration()
+            && exp.as_str().parse::<u64>().is_err()
+        {
+            let why = match exp.as_str().parse::<i64>() {
+                Ok(n) => format!("{{value_negative,{n}}}"),
+                Err(_) => "no_integer".to_owned(),
+            };
+            return Err(
+                AmqpError::precondition(format!("invalid expiration '{exp}': {why}")).on(60, 40),
+            );
+        }
         if content.properties.reply_to().as_ref().map(|r| r.as_str()) == Some(REPLY_TO)
             && self.reply.is_none()
         {
@@ -304,6 +315,12 @@ impl Channel {
             tx: ctx.tx.clone(),
             no_ack: c.no_ack,
             exclusive: c.exclusive,
+            priority: c
+                .arguments
+                .inner()
+                .get("x-priority")
+                .and_then(crate::queue::args::int_value)
+                .unwrap_or(0),
             credit,
             gate: self.gate.clone(),
         });
@@ -434,6 +451,7 @@ impl Channel {
         let mut wake_all = false;
         let mut requeue: Vec<Unacked> = Vec::new();
         let mut acks: Vec<(Arc<Queue>, Vec<crate::store::QueuedMessage>)> = Vec::new();
+        let mut rejects: Vec<(Arc<Queue>, Vec<crate::store::QueuedMessage>)> = Vec::new();
         for (u, how) in items {
             if let Some(c) = &u.credit {
                 if c.release() && !wake.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
@@ -443,18 +461,24 @@ impl Channel {
                     wake_all = true;
                 }
             }
-            match how {
-                Settle::Ack | Settle::Drop => {
-                    match acks.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-                        Some((_, v)) => v.push(u.message),
-                        None => acks.push((u.queue, vec![u.message])),
-                    }
+            let group = match how {
+                Settle::Ack => &mut acks,
+                Settle::Drop => &mut rejects,
+                Settle::Requeue => {
+                    requeue.push(u);
+                    continue;
                 }
-                Settle::Requeue => requeue.push(u),
+            };
+            match group.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                Some((_, v)) => v.push(u.message),
+                None => group.push((u.queue, vec![u.message])),
             }
         }
         for (q, msgs) in &acks {
             q.ack(msgs.iter());
+        }
+        for (q, msgs) in rejects {
+            q.reject(msgs);
         }
         super::requeue_grouped(requeue);
         for q in wake {

@@ -8,17 +8,37 @@
 //! prefetch for acking consumers, a fixed in-flight budget for no-ack ones), never by the channel.
 //!
 //! Lock order: vhost maps -> exchange bindings -> queue state. A queue never calls back into an
-//! exchange or vhost while holding its state lock.
+//! exchange or vhost while holding its state lock: messages it dead-letters are collected under
+//! the lock and routed after it is released, then retired from the store (so a crash midway
+//! duplicates rather than loses them).
+//!
+//! Timers (message expiry at the head, x-expires) are tokio tasks holding a `Weak` to the queue.
+
+pub mod args;
+pub mod dead_letter;
+
+pub use args::{Overflow, QueueArgs};
+use dead_letter::Reason;
 
 use crate::connection::{ConnEvent, ConnSender};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::store::{QueueStore, QueuedMessage};
+use crate::vhost::VHost;
 use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch (the unit of expiry times).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// Deliveries a no-ack consumer may have queued towards its connection before the queue waits
 /// for the connection to write them out: the byte budget that keeps a slow socket from growing
@@ -47,6 +67,12 @@ impl Credit {
 
     pub fn limit(&self) -> u32 {
         self.limit.load(Ordering::Acquire)
+    }
+
+    /// Whether a unit is available now (dispatch picks consumers with this, then acquires).
+    pub fn available(&self) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
+        limit == 0 || self.used.load(Ordering::Acquire) < limit
     }
 
     /// Takes one unit if below the limit.
@@ -108,20 +134,50 @@ pub struct Consumer {
     pub tx: ConnSender,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// x-priority from basic.consume: higher-priority consumers with credit are served first.
+    pub priority: i64,
     /// Per-consumer prefetch (basic.qos global=false), or the no-ack budget.
     pub credit: Arc<Credit>,
     pub gate: Arc<ChannelGate>,
 }
 
+impl Consumer {
+    fn ready(&self) -> bool {
+        self.gate.active.load(Ordering::Acquire)
+            && self.credit.available()
+            && (self.no_ack || self.gate.credit.available())
+    }
+
+    fn acquire(&self) -> bool {
+        if !self.credit.try_acquire() {
+            return false;
+        }
+        if !self.no_ack && !self.gate.credit.try_acquire() {
+            self.credit.release();
+            return false;
+        }
+        true
+    }
+
+    fn release(&self) {
+        self.credit.release();
+        if !self.no_ack {
+            self.gate.credit.release();
+        }
+    }
+}
+
 struct QueueState {
     store: Box<dyn QueueStore>,
     next_seq: u64,
-    /// Round robin: the front consumer gets the next message, then moves to the back.
+    /// In registration order; round robin moves a served consumer to the back.
     consumers: VecDeque<Consumer>,
     /// Delivered and not yet acked, rejected or requeued.
     unacked: usize,
     /// auto-delete only triggers once a queue has had a consumer, as in RabbitMQ.
     had_consumers: bool,
+    /// A head-expiry timer task is running.
+    expiry_armed: bool,
 }
 
 /// Declared properties of a queue, fixed at declaration (equivalence is checked against them).
@@ -133,72 +189,6 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
 }
 
-/// What a full queue does with the next message (x-overflow).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Overflow {
-    DropHead,
-    RejectPublish,
-    RejectPublishDlx,
-}
-
-/// Length limits from x-max-length / x-max-length-bytes / x-overflow.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub max_length: Option<u64>,
-    pub max_length_bytes: Option<u64>,
-    pub overflow: Overflow,
-}
-
-fn int_arg(args: &FieldTable, key: &str) -> Option<i64> {
-    use amq_protocol::types::AMQPValue as V;
-    Some(match args.inner().get(key)? {
-        V::ShortShortInt(v) => i64::from(*v),
-        V::ShortShortUInt(v) => i64::from(*v),
-        V::ShortInt(v) => i64::from(*v),
-        V::ShortUInt(v) => i64::from(*v),
-        V::LongInt(v) => i64::from(*v),
-        V::LongUInt(v) => i64::from(*v),
-        V::LongLongInt(v) => *v,
-        _ => return None,
-    })
-}
-
-impl Limits {
-    /// Reads the limits from queue arguments; Err names the invalid argument (406).
-    pub fn from_args(args: &FieldTable) -> Result<Self, String> {
-        let non_negative = |key: &str| -> Result<Option<u64>, String> {
-            match args.inner().get(key) {
-                None => Ok(None),
-                Some(_) => match int_arg(args, key) {
-                    Some(v) if v >= 0 => Ok(Some(v as u64)),
-                    _ => Err(format!(
-                        "invalid arg '{key}': expected a non-negative integer"
-                    )),
-                },
-            }
-        };
-        let overflow = match args
-            .inner()
-            .get("x-overflow")
-            .map(|v| crate::vhost::value_as_str(v).unwrap_or(""))
-        {
-            None | Some("drop-head") => Overflow::DropHead,
-            Some("reject-publish") => Overflow::RejectPublish,
-            Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
-            Some(other) => return Err(format!("invalid arg 'x-overflow': '{other}'")),
-        };
-        Ok(Limits {
-            max_length: non_negative("x-max-length")?,
-            max_length_bytes: non_negative("x-max-length-bytes")?,
-            overflow,
-        })
-    }
-
-    fn exceeded(&self, len: u64, bytes: u64) -> bool {
-        self.max_length.is_some_and(|m| len > m) || self.max_length_bytes.is_some_and(|m| bytes > m)
-    }
-}
-
 /// A message queue.
 pub struct Queue {
     pub name: String,
@@ -206,10 +196,14 @@ pub struct Queue {
     pub options: QueueOptions,
     /// Connection that owns an exclusive queue.
     pub owner: Option<u64>,
-    /// Length limits (checked on every publish).
-    pub limits: Limits,
+    /// Parsed x-arguments.
+    pub args: QueueArgs,
+    /// For dead-lettering and x-expires (the vhost owns the queue, hence weak).
+    vhost_ref: Weak<VHost>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+    /// Last use (consume, get, declare), ms since the epoch, for x-expires.
+    last_used: AtomicU64,
 }
 
 /// What became of a message routed to a queue (publisher confirms depend on it).
@@ -219,19 +213,17 @@ pub enum Published {
     Accepted,
     /// Written to a segment: confirm once group commit has synced it.
     Stored,
-    /// The queue refused it (storage failure): nack.
+    /// The queue refused it (length limit with reject-publish, storage failure): nack.
     Refused,
     /// The queue was deleted meanwhile: as if unrouted.
     Dropped,
 }
 
-/// What dispatch decided under the lock, acted on after it is released.
-enum Outcome {
-    Delivered,
-    NoCredit,
-}
+/// Messages leaving the queue for its dead-letter exchange, and whether they were unacked.
+type DeadLetters = Vec<(QueuedMessage, Reason)>;
 
 impl Queue {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: String,
         vhost: String,
@@ -239,31 +231,58 @@ impl Queue {
         owner: Option<u64>,
         store: Box<dyn QueueStore>,
         next_seq: u64,
-    ) -> Self {
-        let limits = Limits::from_args(&options.arguments).unwrap_or(Limits {
-            max_length: None,
-            max_length_bytes: None,
-            overflow: Overflow::DropHead,
-        });
-        Queue {
+        vhost_ref: Weak<VHost>,
+    ) -> Arc<Self> {
+        let args = QueueArgs::parse(&options.arguments).unwrap_or_default();
+        let q = Arc::new(Queue {
             name,
             vhost,
-            limits,
+            args,
             options,
             owner,
+            vhost_ref,
             state: Mutex::new(QueueState {
                 store,
                 next_seq,
                 consumers: VecDeque::new(),
                 unacked: 0,
                 had_consumers: false,
+                expiry_armed: false,
             }),
             deleted: AtomicBool::new(false),
+            last_used: AtomicU64::new(now_ms()),
+        });
+        if let Some(expires) = q.args.expires
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(expires_loop(Arc::downgrade(&q), expires));
         }
+        // Recovered messages may carry expiry times.
+        q.arm_expiry();
+        q
     }
 
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Marks the queue used (for x-expires).
+    pub fn touch(&self) {
+        self.last_used.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The expiry time for a message published now: the sooner of the queue TTL and the
+    /// message's expiration property (already validated by the channel).
+    fn expiry_for(&self, msg: &Message) -> u64 {
+        let per_msg = msg
+            .properties
+            .expiration()
+            .as_ref()
+            .and_then(|e| e.as_str().parse::<u64>().ok());
+        match (self.args.message_ttl, per_msg) {
+            (None, None) => 0,
+            (a, b) => now_ms().saturating_add(a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX))),
+        }
     }
 
     /// Enqueues a routed message and hands it to a consumer if one has credit.
@@ -271,104 +290,147 @@ impl Queue {
         if self.is_deleted() {
             return Published::Dropped;
         }
-        let stored = {
+        let expires_at = self.expiry_for(&msg);
+        let mut dead = DeadLetters::new();
+        let outcome = {
             let mut st = self.state.lock();
-            let seq = st.next_seq;
-            st.next_seq += 1;
+            let args = &self.args;
             let persistent = self.options.durable && msg.persistent();
-            let lim = self.limits;
-            if lim.overflow != Overflow::DropHead
-                && lim.exceeded(
+            if args.overflow != Overflow::DropHead
+                && args.exceeded(
                     st.store.len() as u64 + 1,
                     st.store.bytes() + msg.size() as u64,
                 )
             {
-                return Published::Refused;
-            }
-            let accepted = st.store.push(QueuedMessage {
-                seq,
-                msg,
-                redelivered: false,
-                stored: false,
-            });
-            if !accepted {
-                return Published::Refused;
-            }
-            if lim.overflow == Overflow::DropHead {
-                while lim.exceeded(st.store.len() as u64, st.store.bytes()) {
-                    let Some(old) = st.store.pop() else { break };
-                    st.store.ack(&old);
+                if args.overflow == Overflow::RejectPublishDlx {
+                    dead.push((QueuedMessage::new(0, msg, 0), Reason::MaxLen));
+                }
+                Published::Refused
+            } else {
+                let seq = st.next_seq;
+                st.next_seq += 1;
+                if !st.store.push(QueuedMessage::new(seq, msg, expires_at)) {
+                    Published::Refused
+                } else {
+                    if args.overflow == Overflow::DropHead {
+                        while args.exceeded(st.store.len() as u64, st.store.bytes()) {
+                            let Some(old) = st.store.pop() else { break };
+                            dead.push((old, Reason::MaxLen));
+                        }
+                    }
+                    if persistent {
+                        Published::Stored
+                    } else {
+                        Published::Accepted
+                    }
                 }
             }
-            persistent
         };
-        self.dispatch();
-        if stored {
-            Published::Stored
-        } else {
-            Published::Accepted
+        if matches!(outcome, Published::Stored | Published::Accepted) {
+            self.dispatch_collect(&mut dead);
+            if expires_at != 0 {
+                self.arm_expiry();
+            }
+        }
+        self.dead_letter(dead, false);
+        outcome
+    }
+
+    /// Delivers ready messages to consumers with credit.
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut dead = DeadLetters::new();
+        self.dispatch_collect(&mut dead);
+        self.dead_letter(dead, false);
+    }
+
+    /// Pops the next message that has not expired; expired ones go to `dead`.
+    fn pop_live(
+        st: &mut QueueState,
+        now: &mut u64,
+        dead: &mut DeadLetters,
+    ) -> Option<QueuedMessage> {
+        loop {
+            let m = st.store.pop()?;
+            if m.expires_at != 0 {
+                if *now == 0 {
+                    *now = now_ms();
+                }
+                // Strictly past: a TTL of 0 still lets a waiting consumer take the message in
+                // the same millisecond, as RabbitMQ's "expire unless delivered at once".
+                if m.expires_at < *now {
+                    dead.push((m, Reason::Expired));
+                    continue;
+                }
+            }
+            return Some(m);
         }
     }
 
-    /// Delivers ready messages to consumers with credit, round robin.
-    pub fn dispatch(self: &Arc<Self>) {
+    /// Picks the consumer to serve next: the single active one, or the first ready consumer
+    /// of the highest priority among ready ones.
+    fn pick(&self, st: &QueueState) -> Option<usize> {
+        if self.args.single_active_consumer {
+            return st.consumers.front().filter(|c| c.ready()).map(|_| 0);
+        }
+        let mut best: Option<(usize, i64)> = None;
+        for (i, c) in st.consumers.iter().enumerate() {
+            if c.ready() && best.is_none_or(|(_, p)| c.priority > p) {
+                best = Some((i, c.priority));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    fn dispatch_collect(self: &Arc<Self>, dead: &mut DeadLetters) {
         let mut st = self.state.lock();
-        let mut skipped = 0;
+        let mut now = 0u64;
         let mut delivered_stored = 0u64;
-        while !st.store.is_empty() && skipped < st.consumers.len() {
-            let outcome = {
-                let Some(c) = st.consumers.front() else { break };
-                if !c.gate.active.load(Ordering::Acquire) || !c.credit.try_acquire() {
-                    Outcome::NoCredit
-                } else if !c.gate.credit.try_acquire() {
-                    c.credit.release();
-                    Outcome::NoCredit
-                } else {
-                    Outcome::Delivered
-                }
+        let mut misses = 0;
+        while !st.store.is_empty() && misses < 4 {
+            let Some(idx) = self.pick(&st) else { break };
+            if !st.consumers[idx].acquire() {
+                // Lost a race for shared (channel) credit with another queue; re-pick.
+                misses += 1;
+                continue;
+            }
+            let Some(qm) = Self::pop_live(&mut st, &mut now, dead) else {
+                st.consumers[idx].release();
+                break;
             };
-            match outcome {
-                Outcome::NoCredit => {
-                    st.consumers.rotate_left(1);
-                    skipped += 1;
+            let Some(c) = st.consumers.remove(idx) else {
+                st.store.requeue(qm);
+                break;
+            };
+            let (no_ack, seq, stored) = (c.no_ack, qm.seq, qm.stored);
+            let ack_copy = (no_ack && stored).then(|| qm.clone());
+            let event = ConnEvent::Deliver {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+                queue: self.clone(),
+                message: qm,
+                no_ack,
+            };
+            match c.tx.send(event) {
+                Ok(()) => {
+                    if let Some(m) = ack_copy {
+                        st.store.ack(&m);
+                    } else if !no_ack {
+                        st.unacked += 1;
+                        if stored {
+                            delivered_stored = delivered_stored.max(seq);
+                        }
+                    }
+                    if self.args.single_active_consumer {
+                        st.consumers.push_front(c);
+                    } else {
+                        st.consumers.push_back(c);
+                    }
                 }
-                Outcome::Delivered => {
-                    let Some(qm) = st.store.pop() else { break };
-                    let Some(c) = st.consumers.pop_front() else {
-                        st.store.requeue(qm);
-                        break;
-                    };
-                    let no_ack = c.no_ack;
-                    let seq = qm.seq;
-                    let stored = qm.stored;
-                    let ack_copy = (no_ack && stored).then(|| qm.clone());
-                    let event = ConnEvent::Deliver {
-                        channel: c.channel,
-                        consumer_tag: c.tag.clone(),
-                        queue: self.clone(),
-                        message: qm,
-                        no_ack,
-                    };
-                    match c.tx.send(event) {
-                        Ok(()) => {
-                            if let Some(m) = ack_copy {
-                                st.store.ack(&m);
-                            } else if !no_ack {
-                                st.unacked += 1;
-                                if stored {
-                                    delivered_stored = delivered_stored.max(seq);
-                                }
-                            }
-                            st.consumers.push_back(c);
-                            skipped = 0;
-                        }
-                        Err(e) => {
-                            // The connection is gone; its cleanup will not find this consumer,
-                            // so drop it here and keep the message.
-                            if let ConnEvent::Deliver { message, .. } = e.0 {
-                                st.store.requeue(message);
-                            }
-                        }
+                Err(e) => {
+                    // The connection is gone; its cleanup will not find this consumer, so
+                    // drop it here and keep the message.
+                    if let ConnEvent::Deliver { message, .. } = e.0 {
+                        st.store.requeue(message);
                     }
                 }
             }
@@ -379,22 +441,30 @@ impl Queue {
     }
 
     /// basic.get: takes the next ready message, with the count left behind it.
-    pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
-        let mut st = self.state.lock();
-        let qm = st.store.pop()?;
-        if no_ack {
-            st.store.ack(&qm);
-        } else {
-            st.unacked += 1;
-            if qm.stored {
-                st.store.delivered(qm.seq);
-            }
-        }
-        let left = st.store.len() as u32;
-        Some((qm, left))
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+        self.touch();
+        let mut dead = DeadLetters::new();
+        let got = {
+            let mut st = self.state.lock();
+            let mut now = 0;
+            Self::pop_live(&mut st, &mut now, &mut dead).map(|qm| {
+                if no_ack {
+                    st.store.ack(&qm);
+                } else {
+                    st.unacked += 1;
+                    if qm.stored {
+                        st.store.delivered(qm.seq);
+                    }
+                }
+                let left = st.store.len() as u32;
+                (qm, left)
+            })
+        };
+        self.dead_letter(dead, false);
+        got
     }
 
-    /// Delivered messages are finished with (acked, or rejected without requeue).
+    /// Delivered messages are finished with (acked).
     pub fn ack<'a>(&self, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
         if self.is_deleted() {
             return;
@@ -406,24 +476,145 @@ impl Queue {
         }
     }
 
-    /// Delivered messages go back to their original places, marked redelivered.
+    /// Delivered messages rejected without requeue: dead-lettered (if configured), then gone.
+    pub fn reject(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
+        if self.is_deleted() {
+            return;
+        }
+        let dead = messages
+            .into_iter()
+            .map(|m| (m, Reason::Rejected))
+            .collect();
+        self.dead_letter(dead, true);
+    }
+
+    /// Delivered messages go back to their original places, marked redelivered; past the
+    /// delivery limit they are dead-lettered instead.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
         if self.is_deleted() {
             return;
         }
+        let mut over_limit = DeadLetters::new();
         {
             let mut st = self.state.lock();
             for mut qm in messages {
                 qm.redelivered = true;
+                qm.delivery_count = qm.delivery_count.saturating_add(1);
+                if let Some(limit) = self.args.delivery_limit {
+                    if u64::from(qm.delivery_count) > limit {
+                        over_limit.push((qm, Reason::DeliveryLimit));
+                        continue;
+                    }
+                    qm.msg = dead_letter::with_delivery_count(&qm.msg, qm.delivery_count);
+                }
                 st.unacked = st.unacked.saturating_sub(1);
                 st.store.requeue(qm);
             }
         }
+        self.dead_letter(over_limit, true);
         self.dispatch();
+    }
+
+    /// Routes messages to the dead-letter exchange (when there is one and it exists), then
+    /// retires them from this queue's store. `unacked` says they were counted as delivered.
+    fn dead_letter(self: &Arc<Self>, items: DeadLetters, unacked: bool) {
+        if items.is_empty() {
+            return;
+        }
+        if let (Some(dlx), Some(vhost)) =
+            (&self.args.dead_letter_exchange, self.vhost_ref.upgrade())
+            && let Ok(exchange) = vhost.exchange(dlx)
+        {
+            let now_secs = now_ms() / 1000;
+            let mut targets: Vec<Arc<Queue>> = Vec::new();
+            for (m, reason) in &items {
+                let dl_key = self.args.dead_letter_routing_key.as_deref();
+                let msg =
+                    dead_letter::dead_lettered(&m.msg, *reason, &self.name, dlx, dl_key, now_secs);
+                let keys: Vec<String> = match dl_key {
+                    Some(k) => vec![k.to_owned()],
+                    None => dead_letter::routing_keys(&m.msg),
+                };
+                let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+                targets.clear();
+                vhost.route(
+                    &exchange,
+                    &key_refs,
+                    msg.properties.headers().as_ref(),
+                    &mut targets,
+                );
+                for q in &targets {
+                    if *reason != Reason::Rejected
+                        && dead_letter::is_cycle(&msg, &q.name)
+                        && dead_letter::is_cycle(&m.msg, &q.name)
+                    {
+                        continue;
+                    }
+                    if *reason != Reason::Rejected
+                        && Arc::ptr_eq(q, self)
+                        && dead_letter::is_cycle(&msg, &q.name)
+                    {
+                        continue;
+                    }
+                    q.publish(msg.clone());
+                }
+            }
+        }
+        let mut st = self.state.lock();
+        for (m, _) in &items {
+            st.store.ack(m);
+            if unacked {
+                st.unacked = st.unacked.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Starts the head-expiry timer if messages with an expiry may be waiting.
+    fn arm_expiry(self: &Arc<Self>) {
+        {
+            let mut st = self.state.lock();
+            if st.expiry_armed || st.store.is_empty() {
+                return;
+            }
+            st.expiry_armed = true;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(expiry_loop(Arc::downgrade(self)));
+            }
+            Err(_) => self.state.lock().expiry_armed = false,
+        }
+    }
+
+    /// Expires messages at the head; returns when the next head message expires, or None
+    /// (and disarms) when nothing at the head carries an expiry.
+    fn expire_head(self: &Arc<Self>) -> Option<u64> {
+        let mut dead = DeadLetters::new();
+        let next = {
+            let mut st = self.state.lock();
+            let now = now_ms();
+            let next = loop {
+                let Some(m) = st.store.pop() else { break None };
+                if m.expires_at != 0 && m.expires_at < now {
+                    dead.push((m, Reason::Expired));
+                    continue;
+                }
+                let at = m.expires_at;
+                st.store.requeue(m);
+                break (at != 0).then_some(at);
+            };
+            if next.is_none() {
+                st.expiry_armed = false;
+            }
+            next
+        };
+        self.dead_letter(dead, false);
+        next
     }
 
     /// Registers a consumer, enforcing exclusive-consumer rules.
     pub fn add_consumer(self: &Arc<Self>, consumer: Consumer) -> AmqpResult<()> {
+        self.touch();
         {
             let mut st = self.state.lock();
             if consumer.exclusive && !st.consumers.is_empty() {
@@ -446,11 +637,26 @@ impl Queue {
     }
 
     /// Removes one consumer; true if the queue is now due for auto-delete.
-    pub fn remove_consumer(&self, conn_id: u64, channel: u16, tag: &str) -> bool {
-        let mut st = self.state.lock();
-        st.consumers
-            .retain(|c| !(c.conn_id == conn_id && c.channel == channel && &*c.tag == tag));
-        self.options.auto_delete && st.had_consumers && st.consumers.is_empty()
+    pub fn remove_consumer(self: &Arc<Self>, conn_id: u64, channel: u16, tag: &str) -> bool {
+        self.touch();
+        let (auto_delete, was_active) = {
+            let mut st = self.state.lock();
+            let was_active = st
+                .consumers
+                .front()
+                .is_some_and(|c| c.conn_id == conn_id && c.channel == channel && &*c.tag == tag);
+            st.consumers
+                .retain(|c| !(c.conn_id == conn_id && c.channel == channel && &*c.tag == tag));
+            (
+                self.options.auto_delete && st.had_consumers && st.consumers.is_empty(),
+                was_active,
+            )
+        };
+        if was_active && self.args.single_active_consumer {
+            // The next registered consumer takes over.
+            self.dispatch();
+        }
+        auto_delete
     }
 
     /// Ready message count and consumer count.
@@ -476,5 +682,51 @@ impl Queue {
         let n = st.store.len() as u32;
         st.store.destroy();
         (n, st.consumers.drain(..).collect())
+    }
+}
+
+/// Expires head messages as they come due; ends when nothing at the head has an expiry.
+async fn expiry_loop(q: Weak<Queue>) {
+    loop {
+        let next = {
+            let Some(q) = q.upgrade() else { return };
+            if q.is_deleted() {
+                return;
+            }
+            match q.expire_head() {
+                Some(at) => at,
+                None => return,
+            }
+        };
+        let wait = next.saturating_sub(now_ms()) + 1;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Deletes the queue once it has gone unused for `expires` ms (x-expires).
+async fn expires_loop(q: Weak<Queue>, expires: u64) {
+    loop {
+        let wait = {
+            let Some(q) = q.upgrade() else { return };
+            if q.is_deleted() {
+                return;
+            }
+            let idle = now_ms().saturating_sub(q.last_used.load(Ordering::Relaxed));
+            let (_, consumers) = q.counts();
+            if consumers == 0 && idle >= expires {
+                if let Some(vhost) = q.vhost_ref.upgrade() {
+                    tracing::info!(queue = %q.name, vhost = %q.vhost, "queue expired (x-expires)");
+                    let (_, consumers) = vhost.remove_queue(&q);
+                    crate::channel::notify_cancelled(consumers);
+                }
+                return;
+            }
+            if consumers > 0 {
+                expires
+            } else {
+                expires - idle
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
     }
 }

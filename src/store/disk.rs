@@ -126,7 +126,7 @@ impl DiskStore {
             delivered_file: None,
             delivered_mark: 0,
             recovered_delivered: 0,
-            wbuf: Vec::with_capacity(64 * 1024),
+            wbuf: Vec::new(),
             failed: false,
         };
         let next_seq = if durable && store.dir.exists() {

@@ -4,6 +4,7 @@
 pub mod definitions;
 pub mod disk;
 pub mod memory;
+pub mod priority;
 pub mod segment;
 pub mod sync;
 
@@ -128,15 +129,33 @@ impl StoreEnv {
     }
 
     /// Opens the store of a queue (recovering a durable one); returns it with the next seq.
-    pub fn open_queue(&self, vhost: &str, name: &str, durable: bool) -> (Box<dyn QueueStore>, u64) {
+    pub fn open_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+        durable: bool,
+        max_priority: Option<u8>,
+    ) -> (Box<dyn QueueStore>, u64) {
         let dir = if durable {
             self.queue_dir(vhost, name)
         } else {
             let n = self.next_transient.fetch_add(1, Ordering::Relaxed);
             self.data_dir.join("transient").join(n.to_string())
         };
-        let (store, next) = disk::DiskStore::open(dir, durable, self.coord.clone());
-        (Box::new(store), next)
+        let Some(max) = max_priority else {
+            let (store, next) = disk::DiskStore::open(dir, durable, self.coord.clone());
+            return (Box::new(store), next);
+        };
+        let mut next = 1;
+        let levels = (0..=max)
+            .map(|p| {
+                let (s, n) =
+                    disk::DiskStore::open(dir.join(format!("p{p}")), durable, self.coord.clone());
+                next = next.max(n);
+                Box::new(s) as Box<dyn QueueStore>
+            })
+            .collect();
+        (Box::new(priority::PriorityStore::new(levels)), next)
     }
 
     /// Deletes durable queue directories no live queue claims (a crash between a queue's

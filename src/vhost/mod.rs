@@ -215,7 +215,7 @@ impl VHost {
 
     /// queue.declare (non-passive): creates or checks equivalence.
     pub fn declare_queue(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         opts: QueueOptions,
         conn_id: u64,
@@ -223,10 +223,14 @@ impl VHost {
         if let Some(q) = self.queues.get(name).map(|q| q.clone()) {
             self.check_owner(&q, conn_id)?;
             self.queue_equivalent(&q, &opts)?;
+            q.touch();
             return Ok(q);
         }
-        crate::queue::Limits::from_args(&opts.arguments).map_err(|e| {
-            AmqpError::precondition(format!("{e} for queue '{name}' in vhost '{}'", self.name))
+        crate::queue::QueueArgs::parse(&opts.arguments).map_err(|(arg, why)| {
+            AmqpError::precondition(format!(
+                "invalid arg '{arg}' for queue '{name}' in vhost '{}': {why}",
+                self.name
+            ))
         })?;
         let owner = opts.exclusive.then_some(conn_id);
         let _t = self.topology.lock();
@@ -238,15 +242,21 @@ impl VHost {
             .or_insert_with(|| {
                 created = true;
                 let durable = opts.durable && !opts.exclusive;
-                let (store, next_seq) = self.store.open_queue(&self.name, name, durable);
-                Arc::new(Queue::new(
+                let max_priority = crate::queue::QueueArgs::parse(&opts.arguments)
+                    .ok()
+                    .and_then(|a| a.max_priority);
+                let (store, next_seq) =
+                    self.store
+                        .open_queue(&self.name, name, durable, max_priority);
+                Queue::new(
                     name.to_owned(),
                     self.name.clone(),
                     opts.clone(),
                     owner,
                     store,
                     next_seq,
-                ))
+                    Arc::downgrade(self),
+                )
             })
             .clone();
         if created && defs::is_persistent_queue(&q) {
