@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Black-box integration tests: runs the RabbitMQ tutorials (Python/pika and
-# Node/amqplib) against the release binary of Warren, then the crash test
+# Black-box integration tests against the release binary of Warren: the RabbitMQ
+# tutorials (Python/pika and Node/amqplib), the per-ecosystem client compatibility
+# suites (Python pika blocking + asyncio, aio-pika, kombu, Celery; Node amqplib;
+# Ruby bunny; C amqp-tools; Rust lapin + amqprs), then the crash test
 # (crash_test.py: SIGKILL + restart on the same data dir, with its own broker).
 #
 #   bash integration/run.sh                  build, start warren on a free port, test, SIGTERM it
 #   WARREN_BIN=path bash integration/run.sh  use that binary instead of building
 #   WARREN_EXTERNAL=127.0.0.1:5672 bash integration/run.sh
 #                                            test an already running broker (e.g. RabbitMQ) as is
-#   INTEGRATION_ONLY=python|node|crash       run one suite only
+#   INTEGRATION_ONLY=python|node|ruby|c|rust|crash|tutorials|compat
+#                                            run only those (comma-separated list)
 #   CRASH_ARGS="--rounds 10 --seed 7"        extra arguments for crash_test.py
 #   CRASH_TIMEOUT=600                        seconds for the whole crash test
 #
-# Prints one summary line per ecosystem (and "crash/kill9: N/M rounds passed"),
-# then "integration: N passed, M failed";
-# exits non-zero if any script failed or warren did not exit 0 on SIGTERM.
+#   COMPAT_TIMEOUT=300                       seconds for one compatibility suite
+#   RUST_BUILD_TIMEOUT=1200                  seconds for building the Rust suites
+#
+# Prints one summary line per tutorial set and per compatibility suite (e.g.
+# "python/aio-pika: 9/9 passed") and "crash/kill9: N/M rounds passed", then
+# "integration: N passed, M failed" (compatibility cases count one each);
+# exits non-zero if anything failed or warren did not exit 0 on SIGTERM.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +28,19 @@ ROOT="$(cd "$HERE/.." && pwd)"
 SCRIPT_TIMEOUT="${SCRIPT_TIMEOUT:-120}"   # seconds; each script also has its own watchdog
 CRASH_TIMEOUT="${CRASH_TIMEOUT:-600}"     # seconds for crash_test.py (it has its own watchdog)
 READY_TIMEOUT="${READY_TIMEOUT:-30}"      # seconds to wait for "ready to accept connections"
+COMPAT_TIMEOUT="${COMPAT_TIMEOUT:-300}"   # seconds for one compatibility suite (each has its own watchdog)
+RUST_BUILD_TIMEOUT="${RUST_BUILD_TIMEOUT:-1200}"
 ONLY="${INTEGRATION_ONLY:-}"
+
+# want PART...: true if INTEGRATION_ONLY is unset or names one of PART.
+want() {
+    [[ -z "$ONLY" ]] && return 0
+    local p
+    for p in "$@"; do
+        [[ ",$ONLY," == *",$p,"* ]] && return 0
+    done
+    return 1
+}
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/warren-integration.XXXXXX")"
 LOGS="$WORK/logs"
@@ -51,7 +70,7 @@ free_port() {
 # --- Python environment: integration/.venv with the pinned pika -------------
 setup_python() {
     local venv="$HERE/.venv" req="$HERE/python/requirements.txt"
-    if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import pika' 2>/dev/null; then
+    if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import pika, aio_pika, kombu, celery' 2>/dev/null; then
         PYTHON="$venv/bin/python"
         return
     fi
@@ -78,6 +97,114 @@ setup_node() {
             cat "$LOGS/npm.log" >&2
             return 1
         }
+    fi
+}
+
+# --- Rust environment: integration/rust (own Cargo.lock, own target dir) -------
+RUST_BIN=""
+setup_rust() {
+    local dir="$HERE/rust"
+    command -v cargo >/dev/null || { echo "cargo not found" >"$LOGS/rust-build.log"; return 1; }
+    log "building the Rust compatibility suites (integration/rust, cached in integration/rust/target)"
+    (cd "$dir" && CARGO_TARGET_DIR="$dir/target" timeout -k 10 "$RUST_BUILD_TIMEOUT" \
+        cargo build --locked --quiet --bins) >"$LOGS/rust-build.log" 2>&1 || {
+        tail -30 "$LOGS/rust-build.log" >&2
+        return 1
+    }
+    RUST_BIN="$dir/target/debug"
+}
+
+# --- Compatibility suites ---------------------------------------------------------
+# run_compat LABEL CMD...: runs one suite; it prints PASS/FAIL per case and ends with
+# "LABEL: N/M passed". Its N and M-N are added to the totals.
+run_compat() {
+    local label="$1" out line rc=0 start=$SECONDS n m ok=0
+    shift
+    out="$LOGS/compat-${label//\//-}.log"
+    AMQP_HOST="$HOST" AMQP_PORT="$PORT" timeout -k 5 "$COMPAT_TIMEOUT" "$@" >"$out" 2>&1 </dev/null || rc=$?
+    line="$(grep -E "^$label: " "$out" | tail -1 || true)"
+    if [[ "$line" =~ ^[^:]+:\ ([0-9]+)/([0-9]+)\ passed$ ]]; then
+        n="${BASH_REMATCH[1]}"
+        m="${BASH_REMATCH[2]}"
+        TOTAL_PASSED=$((TOTAL_PASSED + n))
+        TOTAL_FAILED=$((TOTAL_FAILED + m - n))
+        if [[ $rc != 0 && $n == "$m" ]]; then
+            TOTAL_FAILED=$((TOTAL_FAILED + 1))
+            line="$line, but exit status $rc"
+        elif [[ $rc == 0 && $n == "$m" ]]; then
+            ok=1
+        fi
+    else
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        line="$label: FAILED, exit status $rc${line:+ ($line)}, no summary line"
+    fi
+    SUMMARY+=("$line")
+    if [[ $ok == 1 ]]; then
+        log "PASS $label ($((SECONDS - start))s)"
+    else
+        KEEP_WORK=1
+        log "FAIL $label (exit $rc, $((SECONDS - start))s):"
+        { grep -E '^FAIL ' "$out" || tail -30 "$out"; } | sed 's/^/    /'
+    fi
+    check_broker_alive "$label"
+}
+
+# compat_missing LABEL REASON: a suite that could not run counts as one failure.
+compat_missing() {
+    log "FAIL $1: $2"
+    SUMMARY+=("$1: FAILED, $2")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    KEEP_WORK=1
+}
+
+check_broker_alive() {
+    if [[ -n "$BROKER_PID" ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        log "warren died during $1; its log ends:"
+        { tail -50 "$LOGS/warren.log" || true; } | sed 's/^/    /'
+        KEEP_WORK=1
+        SUMMARY+=("warren died during $1")
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        finish
+    fi
+}
+
+run_compat_suites() {
+    local py="$HERE/python/compat"
+    if want python compat; then
+        run_compat python/pika-blocking "$PYTHON" "$py/pika_blocking.py"
+        run_compat python/pika-asyncio "$PYTHON" "$py/pika_asyncio.py"
+        run_compat python/aio-pika "$PYTHON" "$py/aio_pika_suite.py"
+        run_compat python/kombu "$PYTHON" "$py/kombu_suite.py"
+        run_compat python/celery "$PYTHON" "$py/celery_suite.py"
+    fi
+    if want node compat; then
+        if [[ $NODE_OK == 1 ]]; then
+            run_compat node/amqplib node "$HERE/node/compat/amqplib_suite.js"
+        else
+            compat_missing node/amqplib "node/npm unavailable"
+        fi
+    fi
+    if want ruby compat; then
+        if command -v ruby >/dev/null && ruby -e 'require "bunny"' 2>/dev/null; then
+            run_compat ruby/bunny ruby "$HERE/ruby/bunny_suite.rb"
+        else
+            compat_missing ruby/bunny "ruby with bunny unavailable (apt-get install ruby-bunny)"
+        fi
+    fi
+    if want c compat; then
+        if command -v amqp-publish >/dev/null; then
+            run_compat c/amqp-tools env PYTHON="$PYTHON" bash "$HERE/c/amqp_tools_suite.sh"
+        else
+            compat_missing c/amqp-tools "amqp-tools unavailable (apt-get install amqp-tools)"
+        fi
+    fi
+    if want rust compat; then
+        if [[ -n "$RUST_BIN" ]]; then
+            run_compat rust/lapin "$RUST_BIN/compat-lapin"
+            run_compat rust/amqprs "$RUST_BIN/compat-amqprs"
+        else
+            compat_missing rust/lapin+amqprs "the suites did not build (see $LOGS/rust-build.log)"
+        fi
     fi
 }
 
@@ -250,7 +377,7 @@ finish() {
 setup_python
 log "python: $("$PYTHON" -c 'import sys, pika; print(sys.version.split()[0], "pika", pika.__version__)')"
 NODE_OK=1
-if [[ -z "$ONLY" || "$ONLY" == node ]]; then
+if want node tutorials compat; then
     if setup_node; then
         log "node: $(node --version) amqplib $(node -p "require('$HERE/node/node_modules/amqplib/package.json').version")"
     else
@@ -262,27 +389,32 @@ if [[ -n "${WARREN_EXTERNAL:-}" ]]; then
     HOST="${WARREN_EXTERNAL%:*}"
     PORT="${WARREN_EXTERNAL##*:}"
     log "testing the broker already running at $HOST:$PORT"
-elif [[ "$ONLY" != crash ]]; then
+fi
+if want rust compat; then
+    setup_rust || log "the Rust compatibility suites did not build"
+fi
+if [[ -z "${WARREN_EXTERNAL:-}" ]] && want python node ruby c rust tutorials compat; then
     start_warren
 fi
 
-if [[ -z "$ONLY" || "$ONLY" == python ]]; then
-    run_suite python/pika "$PYTHON" "$HERE/python" py
+if want python tutorials; then
+    run_suite python/pika-tutorials "$PYTHON" "$HERE/python" py
 fi
-if [[ -z "$ONLY" || "$ONLY" == node ]]; then
+if want node tutorials; then
     if [[ $NODE_OK == 1 ]]; then
-        run_suite node/amqplib node "$HERE/node" js
+        run_suite node/amqplib-tutorials node "$HERE/node" js
     else
         log "FAIL node/npm missing or npm ci failed"
-        SUMMARY+=("node/amqplib: FAILED, node/npm unavailable")
+        SUMMARY+=("node/amqplib-tutorials: FAILED, node/npm unavailable")
         TOTAL_FAILED=$((TOTAL_FAILED + 1))
     fi
 fi
+run_compat_suites
 
 if [[ -n "$BROKER_PID" ]]; then
     stop_warren
 fi
-if [[ -z "$ONLY" || "$ONLY" == crash ]]; then
+if want crash; then
     run_crash
 fi
 finish
