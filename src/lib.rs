@@ -17,6 +17,7 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod connection;
+pub mod dedup;
 pub mod error;
 pub mod exchange;
 pub mod message;
@@ -138,6 +139,12 @@ fn restore_definitions(state: &BrokerState) -> std::io::Result<()> {
         for q in vhost.queues.iter() {
             if definitions::is_persistent_queue(&q) {
                 live.insert(state.store.queue_dir(&vhost.name, &q.name));
+            }
+        }
+        for ex in vhost.exchanges.iter() {
+            if ex.is_delayed() && ex.options.durable {
+                let name = exchange::delayed::store_name(&ex.name);
+                live.insert(state.store.queue_dir(&vhost.name, &name));
             }
         }
     }

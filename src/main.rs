@@ -49,6 +49,9 @@ struct Args {
     /// (RabbitMQ's disk_free_limit).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value_t = 50_000_000)]
     disk_free_limit: u64,
+    /// Requeue a delivery not acked within this many ms and cancel its consumer.
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT", default_value_t = 1_800_000)]
+    consumer_timeout: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +79,7 @@ fn main() -> std::process::ExitCode {
         channel_max: args.channel_max,
         fsync: !args.no_fsync,
         disk_free_limit: args.disk_free_limit,
+        consumer_timeout_ms: args.consumer_timeout,
     };
     raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {

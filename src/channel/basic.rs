@@ -177,6 +177,29 @@ impl Channel {
             body,
         });
         let mut outcome = RouteOutcome::default();
+        if let Some(d) = &exchange.dedup
+            && d.lock().is_duplicate(&msg, crate::queue::now_ms())
+        {
+            // A duplicate is dropped and still confirmed; it is not "unroutable".
+            return outcome;
+        }
+        if let Some(d) = exchange.delayed.get()
+            && let Some(delay) = msg
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get("x-delay"))
+                .and_then(crate::queue::args::int_value)
+                .filter(|d| *d > 0)
+        {
+            match d.hold(msg, delay as u64) {
+                Published::Stored => outcome.stored = true,
+                Published::Refused => outcome.refused = true,
+                _ => {}
+            }
+            // Where it will go is only known when due, so it is never returned as unroutable.
+            return outcome;
+        }
         let routed = if exchange.name.is_empty() && msg.routing_key.starts_with(REPLY_PREFIX) {
             self.send_direct_reply(ctx, &msg)
         } else {
@@ -398,6 +421,7 @@ impl Channel {
                     queue,
                     message,
                     credit: None,
+                    consumer: None,
                 },
             );
         }
@@ -446,7 +470,7 @@ impl Channel {
     }
 
     /// Carries out settlements: credit back to consumers, then ack or requeue at the queues.
-    fn apply_settles(&mut self, items: impl IntoIterator<Item = (Unacked, Settle)>) {
+    pub(super) fn apply_settles(&mut self, items: impl IntoIterator<Item = (Unacked, Settle)>) {
         let mut wake: Vec<Arc<Queue>> = Vec::new();
         let mut wake_all = false;
         let mut requeue: Vec<Unacked> = Vec::new();

@@ -46,6 +46,8 @@ struct Unacked {
     /// The consumer credit it holds (None for basic.get deliveries, which prefetch does not
     /// limit); the channel gate credit is held whenever this is Some.
     credit: Option<Arc<Credit>>,
+    /// Consumer deliveries: the consumer and when the consumer timeout strikes.
+    consumer: Option<(Arc<str>, std::time::Instant)>,
 }
 
 /// A consumer as the channel sees it.
@@ -112,6 +114,8 @@ pub struct Channel {
     commit_pending: bool,
     /// Group commit failed under a transaction: later commits are refused.
     commit_failed: bool,
+    /// Earliest consumer-timeout deadline among unacked deliveries (may be stale-early).
+    pub next_timeout: Option<std::time::Instant>,
 }
 
 impl Channel {
@@ -132,6 +136,7 @@ impl Channel {
             write_checked: None,
             commit_pending: false,
             commit_failed: false,
+            next_timeout: None,
         }
     }
 
@@ -340,6 +345,14 @@ impl Channel {
             }
         } else {
             let credit = Some(c.credit.clone());
+            let timeout = queue
+                .args
+                .consumer_timeout
+                .unwrap_or(ctx.state.config.consumer_timeout_ms);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout);
+            if self.next_timeout.is_none_or(|t| deadline < t) {
+                self.next_timeout = Some(deadline);
+            }
             self.unacked.insert(
                 delivery_tag,
                 Unacked {
@@ -347,9 +360,82 @@ impl Channel {
                     queue,
                     message,
                     credit,
+                    consumer: Some((tag.clone(), deadline)),
                 },
             );
         }
+    }
+
+    /// Consumer timeout: deliveries unacked past their deadline go back to their queue and
+    /// their consumer is cancelled (basic.cancel), or, for clients that cannot take a
+    /// server-side cancel, the channel is closed with 406 as RabbitMQ does.
+    pub fn check_timeouts(&mut self, ctx: &mut ConnCtx, now: std::time::Instant) -> AmqpResult<()> {
+        if self.next_timeout.is_none_or(|t| t > now) {
+            return Ok(());
+        }
+        let expired: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.consumer.as_ref().is_some_and(|(_, d)| *d <= now))
+            .map(|(t, _)| *t)
+            .collect();
+        self.next_timeout = self
+            .unacked
+            .values()
+            .filter_map(|u| u.consumer.as_ref().map(|(_, d)| *d))
+            .filter(|d| *d > now)
+            .min();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let mut cancelled: Vec<Arc<str>> = Vec::new();
+        let mut items = Vec::new();
+        let mut timeout_ms = 0;
+        for tag in expired {
+            if let Some(u) = self.unacked.remove(&tag) {
+                timeout_ms = u
+                    .queue
+                    .args
+                    .consumer_timeout
+                    .unwrap_or(ctx.state.config.consumer_timeout_ms);
+                if let Some((ctag, _)) = &u.consumer
+                    && !cancelled.contains(ctag)
+                {
+                    cancelled.push(ctag.clone());
+                }
+                items.push((u, Settle::Requeue));
+            }
+        }
+        tracing::warn!(
+            channel = self.id,
+            timeout_ms,
+            "consumer delivery acknowledgement timed out"
+        );
+        if !ctx.caps.consumer_cancel_notify {
+            self.apply_settles(items);
+            return Err(AmqpError::precondition(format!(
+                "delivery acknowledgement on channel {} timed out. Timeout value used: {timeout_ms} ms. \
+                 This timeout value can be configured, see consumers doc guide to learn more",
+                self.id
+            )));
+        }
+        for ctag in &cancelled {
+            if let Some(c) = self.consumers.remove(ctag) {
+                if c.queue.remove_consumer(ctx.id, self.id, ctag) {
+                    let (_, consumers) = ctx.vhost.remove_queue(&c.queue);
+                    notify_cancelled(consumers);
+                }
+                ctx.send_method(
+                    self.id,
+                    AMQPClass::Basic(bm::AMQPMethod::Cancel(bm::Cancel {
+                        consumer_tag: ctag.as_ref().into(),
+                        nowait: true,
+                    })),
+                );
+            }
+        }
+        self.apply_settles(items);
+        Ok(())
     }
 
     /// The queue behind a consumer was deleted.

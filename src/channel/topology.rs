@@ -66,12 +66,21 @@ impl Channel {
         if d.passive {
             ctx.vhost.exchange(name)?;
         } else {
-            let Some(kind) = ExchangeKind::parse(d.kind.as_str()) else {
-                return Err(AmqpError::command_invalid(format!(
-                    "unknown exchange type '{}'",
-                    d.kind
-                )));
+            let kind = match ExchangeKind::from_declared(d.kind.as_str(), &d.arguments) {
+                Ok(k) => k,
+                Err(_) if d.kind.as_str() == crate::exchange::DELAYED_TYPE => {
+                    return Err(AmqpError::precondition(
+                        "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                    ));
+                }
+                Err(e) => return Err(AmqpError::command_invalid(e)),
             };
+            if let Err((arg, why)) = crate::dedup::Dedup::from_args(&d.arguments) {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg '{arg}' for exchange '{name}' in vhost '{}': {why}",
+                    ctx.vhost.name
+                )));
+            }
             if name.is_empty() {
                 return Err(AmqpError::access_refused(
                     "operation not permitted on the default exchange",

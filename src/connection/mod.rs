@@ -239,6 +239,12 @@ async fn serve(
         // A publishing connection is not read while an alarm is raised (RabbitMQ's flow
         // control for resource alarms); consumers keep being served.
         let blocked = conn.ctx.published && alarm_rx.borrow().any();
+        let timeout_at = conn
+            .channels
+            .values()
+            .filter_map(|c| c.next_timeout)
+            .min()
+            .filter(|_| conn.closing.is_none());
         tokio::select! {
             biased;
             _ = shutdown.changed(), if conn.closing.is_none() => {
@@ -248,6 +254,9 @@ async fn serve(
                 ));
             }
             _ = alarm_rx.changed() => {}
+            _ = tokio::time::sleep_until(timeout_at.map(Instant::from_std).unwrap_or_else(Instant::now)), if timeout_at.is_some() => {
+                conn.check_timeouts();
+            }
             res = reader.fill(), if conn.wait_sync.is_none() && !blocked => {
                 match res {
                     Ok(()) => last_read = Instant::now(),
@@ -406,6 +415,36 @@ impl Connection {
             if !q.is_deleted() {
                 let (_, consumers) = self.ctx.vhost.remove_queue(&q);
                 crate::channel::notify_cancelled(consumers);
+            }
+        }
+    }
+
+    /// Runs the consumer-timeout check of every channel; a channel whose client cannot take a
+    /// server-side cancel is closed with the 406 it returns.
+    fn check_timeouts(&mut self) {
+        use amq_protocol::protocol::channel as chm;
+        let now = std::time::Instant::now();
+        let ids: Vec<u16> = self.channels.keys().copied().collect();
+        for id in ids {
+            let Some(ch) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            if ch.closing {
+                continue;
+            }
+            if let Err(e) = ch.check_timeouts(&mut self.ctx, now) {
+                ch.release(&mut self.ctx);
+                ch.closing = true;
+                ch.next_timeout = None;
+                self.ctx.send_method(
+                    id,
+                    AMQPClass::Channel(chm::AMQPMethod::Close(chm::Close {
+                        reply_code: e.code,
+                        reply_text: e.text.as_str().into(),
+                        class_id: 0,
+                        method_id: 0,
+                    })),
+                );
             }
         }
     }

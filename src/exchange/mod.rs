@@ -2,6 +2,7 @@
 //! every publish, written on bind/unbind; never held across `.await` or while locking a queue).
 //! Matching is per type: direct (hash map), fanout (all), topic (word trie), headers (scan).
 
+pub mod delayed;
 pub mod headers;
 pub mod topic;
 
@@ -11,6 +12,9 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use topic::TopicTrie;
+
+/// The delayed-message exchange type name.
+pub const DELAYED_TYPE: &str = "x-delayed-message";
 
 /// Exchange types Warren implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +34,23 @@ impl ExchangeKind {
             "headers" => ExchangeKind::Headers,
             _ => return None,
         })
+    }
+
+    /// The kind a declaration asks for: `x-delayed-message` routes like its `x-delayed-type`
+    /// (the delayed-message plugin's convention), the others are themselves.
+    pub fn from_declared(type_name: &str, args: &FieldTable) -> Result<Self, String> {
+        if type_name == DELAYED_TYPE {
+            return match args
+                .inner()
+                .get("x-delayed-type")
+                .and_then(crate::vhost::value_as_str)
+            {
+                Some(inner) if inner != DELAYED_TYPE => ExchangeKind::parse(inner)
+                    .ok_or_else(|| format!("Invalid argument, 'x-delayed-type' must be an existing exchange type, got '{inner}'")),
+                _ => Err("Invalid argument, 'x-delayed-type' must be an existing exchange type".into()),
+            };
+        }
+        ExchangeKind::parse(type_name).ok_or_else(|| format!("unknown exchange type '{type_name}'"))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +123,10 @@ pub struct Exchange {
     /// From the alternate-exchange argument: where unroutable messages go.
     pub alternate: Option<String>,
     bindings: RwLock<Bindings>,
+    /// x-message-deduplication on the exchange: duplicates are not routed.
+    pub dedup: Option<parking_lot::Mutex<crate::dedup::Dedup>>,
+    /// Held messages of an x-delayed-message exchange (set by the vhost when declared).
+    pub delayed: std::sync::OnceLock<Arc<delayed::Delayed>>,
 }
 
 impl Exchange {
@@ -112,16 +137,36 @@ impl Exchange {
             .get("alternate-exchange")
             .and_then(crate::vhost::value_as_str)
             .map(str::to_owned);
+        let dedup = crate::dedup::Dedup::from_args(&options.arguments)
+            .ok()
+            .flatten()
+            .map(parking_lot::Mutex::new);
         Exchange {
             name,
             options,
             alternate,
             bindings: RwLock::new(Bindings::default()),
+            dedup,
+            delayed: std::sync::OnceLock::new(),
         }
     }
 
     pub fn kind(&self) -> ExchangeKind {
         self.options.kind
+    }
+
+    /// Whether this is an x-delayed-message exchange.
+    pub fn is_delayed(&self) -> bool {
+        self.options.arguments.contains_key("x-delayed-type")
+    }
+
+    /// The declared type name (what definitions export and the API report).
+    pub fn type_name(&self) -> &'static str {
+        if self.is_delayed() {
+            DELAYED_TYPE
+        } else {
+            self.options.kind.as_str()
+        }
     }
 
     /// Adds a binding; false if it already existed.

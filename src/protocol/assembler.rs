@@ -10,6 +10,12 @@ use crate::protocol::codec::ContentHeader;
 use amq_protocol::protocol::{AMQPClass, BasicProperties, basic};
 use bytes::{Bytes, BytesMut};
 
+/// Largest message body accepted (RabbitMQ's default max_message_size, 128 MiB).
+pub const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
+/// Most body memory reserved up front from a client's declared size; the rest grows as bytes
+/// actually arrive, so a header claiming a huge body costs nothing until it is sent.
+const MAX_PREALLOC: usize = 1024 * 1024;
+
 /// A complete command.
 #[derive(Debug)]
 pub enum Command {
@@ -73,6 +79,13 @@ impl Assembler {
                 header.class_id
             )));
         }
+        if header.body_size > MAX_MESSAGE_SIZE {
+            return Err(AmqpError::precondition(format!(
+                "message size {} is larger than configured max size {MAX_MESSAGE_SIZE}",
+                header.body_size
+            ))
+            .on(60, 40));
+        }
         let content = Box::new(Content {
             publish,
             properties: header.properties,
@@ -112,7 +125,7 @@ impl Assembler {
             content.body = chunk;
         } else {
             let buf = parts.get_or_insert_with(|| {
-                let mut b = BytesMut::with_capacity(*expected as usize);
+                let mut b = BytesMut::with_capacity((*expected as usize).min(MAX_PREALLOC));
                 b.extend_from_slice(&content.body);
                 b
             });
@@ -184,6 +197,18 @@ mod tests {
             a.header(header(0)).unwrap(),
             Some(Command::Publish(_))
         ));
+    }
+
+    #[test]
+    fn oversized_declared_body_is_refused_without_allocating() {
+        let mut a = Assembler::default();
+        a.method(publish()).unwrap();
+        assert_eq!(a.header(header(1 << 40)).unwrap_err().code, 406);
+        // Within the limit, a large declared size reserves only a bounded amount up front.
+        a.method(publish()).unwrap();
+        a.header(header(MAX_MESSAGE_SIZE)).unwrap();
+        assert!(a.body(Bytes::from_static(b"a")).unwrap().is_none());
+        assert!(a.body(Bytes::from_static(b"b")).unwrap().is_none());
     }
 
     #[test]

@@ -90,17 +90,18 @@ impl QueueArgs {
             None | Some("drop-head") => Overflow::DropHead,
             Some("reject-publish") => Overflow::RejectPublish,
             Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
-            Some(other) => {
+            Some(_) => {
                 return Err(bad(
                     "x-overflow",
-                    format!("{{unknown_overflow_value,<<\"{other}\">>}}"),
+                    // RabbitMQ's reason term; the value is in the argument already.
+                    "invalid_overflow".into(),
                 ));
             }
         };
         let max_priority = match int("x-max-priority", 0)? {
             None => None,
             Some(p) if p <= 255 => Some(p as u8).filter(|p| *p > 0),
-            Some(p) => return Err(bad("x-max-priority", format!("{{value_too_big,{p}}}"))),
+            Some(p) => return Err(bad("x-max-priority", format!("{{max_value_exceeded,{p}}}"))),
         };
         let single_active_consumer = match get("x-single-active-consumer") {
             None => false,

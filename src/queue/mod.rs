@@ -178,6 +178,8 @@ struct QueueState {
     had_consumers: bool,
     /// A head-expiry timer task is running.
     expiry_armed: bool,
+    /// x-message-deduplication cache.
+    dedup: Option<crate::dedup::Dedup>,
 }
 
 /// Declared properties of a queue, fixed at declaration (equivalence is checked against them).
@@ -234,6 +236,9 @@ impl Queue {
         vhost_ref: Weak<VHost>,
     ) -> Arc<Self> {
         let args = QueueArgs::parse(&options.arguments).unwrap_or_default();
+        let dedup = crate::dedup::Dedup::from_args(&options.arguments)
+            .ok()
+            .flatten();
         let q = Arc::new(Queue {
             name,
             vhost,
@@ -248,6 +253,7 @@ impl Queue {
                 unacked: 0,
                 had_consumers: false,
                 expiry_armed: false,
+                dedup,
             }),
             deleted: AtomicBool::new(false),
             last_used: AtomicU64::new(now_ms()),
@@ -296,6 +302,12 @@ impl Queue {
             let mut st = self.state.lock();
             let args = &self.args;
             let persistent = self.options.durable && msg.persistent();
+            if let Some(d) = st.dedup.as_mut()
+                && d.is_duplicate(&msg, now_ms())
+            {
+                // Dropped, and confirmed like any accepted message.
+                return Published::Accepted;
+            }
             if args.overflow != Overflow::DropHead
                 && args.exceeded(
                     st.store.len() as u64 + 1,

@@ -419,7 +419,7 @@ impl ExchangeDef {
         ExchangeDef {
             name: ex.name.clone(),
             vhost: vhost.to_owned(),
-            kind: o.kind.as_str().to_owned(),
+            kind: ex.type_name().to_owned(),
             durable: o.durable,
             auto_delete: o.auto_delete,
             internal: o.internal,
@@ -659,7 +659,8 @@ fn validate(defs: &Definitions) -> Result<(), String> {
         .iter()
         .filter(|e| !is_reserved_exchange(&e.name))
     {
-        if ExchangeKind::parse(&e.kind).is_none() {
+        let args = e.arguments_table().unwrap_or_default();
+        if ExchangeKind::from_declared(&e.kind, &args).is_err() {
             return Err(format!(
                 "exchange '{}' in vhost '{}': exchange type '{}' is not supported",
                 e.name, e.vhost, e.kind
@@ -769,8 +770,8 @@ fn apply_items(state: &BrokerState, defs: &Definitions) -> Result<(), String> {
 
 fn apply_exchange(state: &BrokerState, e: &ExchangeDef) -> Result<(), String> {
     let vh = vhost_of(state, &e.vhost)?;
-    let kind = ExchangeKind::parse(&e.kind)
-        .ok_or_else(|| format!("exchange type '{}' is not supported", e.kind))?;
+    let kind = ExchangeKind::from_declared(&e.kind, &e.arguments_table()?)
+        .map_err(|err| format!("exchange type '{}' is not supported: {err}", e.kind))?;
     let opts = ExchangeOptions {
         kind,
         durable: e.durable,

@@ -122,7 +122,7 @@ impl VHost {
     }
 
     /// exchange.declare (non-passive): creates or checks equivalence.
-    pub fn declare_exchange(&self, name: &str, opts: ExchangeOptions) -> AmqpResult<()> {
+    pub fn declare_exchange(self: &Arc<Self>, name: &str, opts: ExchangeOptions) -> AmqpResult<()> {
         if let Some(existing) = self.exchanges.get(name).map(|e| e.clone()) {
             return self.exchange_equivalent(&existing, &opts);
         }
@@ -138,6 +138,22 @@ impl VHost {
             .clone();
         if created && defs::is_persistent_exchange(&entry) {
             self.store.log(&DefOp::exchange(&entry, &self.name));
+        }
+        if created && entry.is_delayed() {
+            let d = crate::exchange::delayed::Delayed::open(
+                &self.store,
+                &self.name,
+                name,
+                entry.options.durable,
+            );
+            let _ = entry.delayed.set(d.clone());
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(crate::exchange::delayed::run(
+                    Arc::downgrade(&entry),
+                    Arc::downgrade(self),
+                    d,
+                ));
+            }
         }
         self.exchange_equivalent(&entry, &opts)
     }
@@ -189,6 +205,9 @@ impl VHost {
         if self.exchanges.remove(name).is_none() {
             return Ok(());
         }
+        if let Some(d) = ex.delayed.get() {
+            d.destroy();
+        }
         if ex.options.durable {
             self.store.log(&DefOp::DeleteExchange {
                 vhost: self.name.clone(),
@@ -226,12 +245,15 @@ impl VHost {
             q.touch();
             return Ok(q);
         }
-        crate::queue::QueueArgs::parse(&opts.arguments).map_err(|(arg, why)| {
-            AmqpError::precondition(format!(
-                "invalid arg '{arg}' for queue '{name}' in vhost '{}': {why}",
-                self.name
-            ))
-        })?;
+        crate::dedup::Dedup::from_args(&opts.arguments)
+            .map(|_| ())
+            .and(crate::queue::QueueArgs::parse(&opts.arguments).map(|_| ()))
+            .map_err(|(arg, why)| {
+                AmqpError::precondition(format!(
+                    "invalid arg '{arg}' for queue '{name}' in vhost '{}': {why}",
+                    self.name
+                ))
+            })?;
         let owner = opts.exclusive.then_some(conn_id);
         let _t = self.topology.lock();
         let mut created = false;
