@@ -1,6 +1,7 @@
-//! Resource alarms. A monitor task samples free disk space in the data directory; while it is
-//! below the limit (RabbitMQ's disk_free_limit) the alarm is raised and every connection that
-//! publishes stops being read (and is told connection.blocked if it announced the
+//! Resource alarms. A monitor task samples free disk space in the data directory and the
+//! broker's resident memory; while free disk is below the limit (RabbitMQ's disk_free_limit)
+//! or memory above the high watermark (vm_memory_high_watermark, default 40% of RAM) the alarm
+//! is raised and every connection that publishes stops being read (and is told connection.blocked if it announced the
 //! capability), while consumers keep draining. The alarm state has one owner, the monitor,
 //! and is broadcast through a watch channel.
 
@@ -14,16 +15,21 @@ use tokio::sync::watch;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Alarms {
     pub disk: bool,
+    pub memory: bool,
 }
 
 impl Alarms {
     pub fn any(&self) -> bool {
-        self.disk
+        self.disk || self.memory
     }
 
     /// The reason given in connection.blocked, as RabbitMQ words it.
     pub fn reason(&self) -> &'static str {
-        "low on disk"
+        match (self.memory, self.disk) {
+            (true, true) => "low on memory and disk",
+            (true, false) => "low on memory",
+            _ => "low on disk",
+        }
     }
 }
 
@@ -31,14 +37,17 @@ impl Alarms {
 pub struct AlarmMonitor {
     /// Free-space limit in bytes; adjustable at run time.
     pub disk_free_limit: AtomicU64,
+    /// Resident-memory limit in bytes; adjustable at run time.
+    pub memory_limit: AtomicU64,
     state: watch::Sender<Alarms>,
 }
 
 impl AlarmMonitor {
-    pub fn new(disk_free_limit: u64) -> Arc<Self> {
+    pub fn new(disk_free_limit: u64, memory_limit: u64) -> Arc<Self> {
         let (state, _) = watch::channel(Alarms::default());
         Arc::new(AlarmMonitor {
             disk_free_limit: AtomicU64::new(disk_free_limit),
+            memory_limit: AtomicU64::new(memory_limit),
             state,
         })
     }
@@ -71,6 +80,25 @@ impl AlarmMonitor {
         }
     }
 
+    /// Re-evaluates the memory alarm now.
+    pub fn check_memory(&self) {
+        let Some(rss) = resident_bytes() else { return };
+        let limit = self.memory_limit.load(Ordering::Relaxed);
+        let high = limit != 0 && rss > limit;
+        if high != self.current().memory {
+            if high {
+                tracing::warn!(
+                    rss,
+                    limit,
+                    "memory resource limit alarm set: publishers blocked"
+                );
+            } else {
+                tracing::info!(rss, limit, "memory resource limit alarm cleared");
+            }
+            self.state.send_modify(|a| a.memory = high);
+        }
+    }
+
     /// Samples until the broker shuts down.
     pub async fn run(
         self: Arc<Self>,
@@ -83,12 +111,38 @@ impl AlarmMonitor {
                 _ = tick.tick() => {
                     let me = self.clone();
                     let dir = dir.clone();
-                    let _ = tokio::task::spawn_blocking(move || me.check_disk(&dir)).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        me.check_disk(&dir);
+                        me.check_memory();
+                    })
+                    .await;
                 }
                 _ = shutdown.changed() => return,
             }
         }
     }
+}
+
+/// The process's resident set size.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
+}
+
+/// Total physical memory.
+pub fn total_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Bytes available to unprivileged users on the filesystem holding `dir`.
@@ -111,12 +165,18 @@ mod tests {
     #[test]
     fn alarm_follows_the_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let m = AlarmMonitor::new(u64::MAX);
+        let m = AlarmMonitor::new(u64::MAX, 0);
         m.check_disk(dir.path());
         assert!(m.current().disk);
         m.disk_free_limit.store(0, Ordering::Relaxed);
         m.check_disk(dir.path());
         assert!(!m.current().disk);
         assert!(free_bytes(dir.path()).unwrap() > 0);
+        m.memory_limit.store(1, Ordering::Relaxed);
+        m.check_memory();
+        assert!(m.current().memory && m.current().reason() == "low on memory");
+        m.memory_limit.store(0, Ordering::Relaxed);
+        m.check_memory();
+        assert!(!m.current().memory);
     }
 }

@@ -48,7 +48,11 @@ impl BrokerState {
     pub fn new(config: Config, store: Arc<crate::store::StoreEnv>) -> Self {
         let st = BrokerState {
             store,
-            alarms: crate::alarm::AlarmMonitor::new(config.disk_free_limit),
+            alarms: crate::alarm::AlarmMonitor::new(
+                config.disk_free_limit,
+                crate::alarm::total_memory()
+                    .map_or(0, |t| (t as f64 * config.vm_memory_high_watermark) as u64),
+            ),
             users: DashMap::new(),
             vhosts: DashMap::new(),
             permissions: DashMap::new(),

@@ -29,6 +29,8 @@ pub struct Config {
     pub fsync: bool,
     /// Publishers are blocked while free disk space is below this many bytes.
     pub disk_free_limit: u64,
+    /// Publishers are blocked while resident memory exceeds this fraction of RAM.
+    pub vm_memory_high_watermark: f64,
     /// A delivery not acked within this many ms is requeued and its consumer cancelled
     /// (RabbitMQ's consumer_timeout; per queue: x-consumer-timeout).
     pub consumer_timeout_ms: u64,
@@ -48,6 +50,7 @@ impl Default for Config {
             channel_max: 2047,
             fsync: true,
             disk_free_limit: 50_000_000,
+            vm_memory_high_watermark: 0.4,
             consumer_timeout_ms: 1_800_000,
         }
     }

@@ -116,6 +116,15 @@ impl Broker {
         self.state.alarms.check_disk(&self.state.config.data_dir);
     }
 
+    /// Changes the resident-memory limit (bytes, 0 = none) and re-evaluates the alarm.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.state
+            .alarms
+            .memory_limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.state.alarms.check_memory();
+    }
+
     /// Closes every connection with 320 CONNECTION_FORCED and stops accepting; returns once
     /// connections have finished (bounded).
     pub async fn shutdown(self) {

@@ -49,6 +49,10 @@ struct Args {
     /// (RabbitMQ's disk_free_limit).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value_t = 50_000_000)]
     disk_free_limit: u64,
+    /// Block publishers while resident memory exceeds this fraction of RAM
+    /// (RabbitMQ's vm_memory_high_watermark).
+    #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK", default_value_t = 0.4)]
+    vm_memory_high_watermark: f64,
     /// Requeue a delivery not acked within this many ms and cancel its consumer.
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT", default_value_t = 1_800_000)]
     consumer_timeout: u64,
@@ -80,6 +84,7 @@ fn main() -> std::process::ExitCode {
         fsync: !args.no_fsync,
         disk_free_limit: args.disk_free_limit,
         consumer_timeout_ms: args.consumer_timeout,
+        vm_memory_high_watermark: args.vm_memory_high_watermark,
     };
     raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {

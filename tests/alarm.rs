@@ -126,3 +126,42 @@ async fn disk_alarm_blocks_publishers_and_consumers_keep_draining() {
     assert_eq!(got.delivery.data, b"while-blocked");
     tb.stop().await;
 }
+
+#[tokio::test]
+async fn memory_alarm_blocks_publishers_until_memory_falls() {
+    let tb = common::start().await;
+    let Some(broker) = tb.broker() else {
+        eprintln!("skipped: needs the in-process broker to raise the alarm");
+        return;
+    };
+    let (pub_conn, pub_ch) = tb.channel().await;
+    within(pub_ch.queue_declare(
+        "mem-alarm-q".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    ))
+    .await
+    .expect("declare");
+    // A publish marks this connection as a publisher.
+    within(pub_ch.basic_publish(
+        "".into(),
+        "mem-alarm-q".into(),
+        BasicPublishOptions::default(),
+        b"first",
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("publish");
+    // Any resident size is above one byte.
+    broker.set_memory_limit(1);
+    wait_until(|| pub_conn.status().blocked()).await;
+    broker.set_memory_limit(0);
+    wait_until(|| !pub_conn.status().blocked()).await;
+    let (_c, ch) = tb.channel().await;
+    let got = within(ch.basic_get("mem-alarm-q".into(), BasicGetOptions { no_ack: true }))
+        .await
+        .expect("get")
+        .expect("the message published before the alarm is intact");
+    assert_eq!(got.delivery.data, b"first");
+    tb.stop().await;
+}
