@@ -1183,3 +1183,39 @@ async fn garbage_after_handshake_never_harms_another_connection() {
     fresh.round_trip(1, b"fresh").await;
     tb.stop().await;
 }
+
+/// A client that pipelines channel.open (and more) behind connection.open, in one write: the
+/// frames that arrive in the same read as connection.open must be processed without waiting
+/// for more input.
+#[tokio::test]
+async fn frames_pipelined_behind_connection_open_are_processed() {
+    let tb = common::start().await;
+    let mut raw = Raw::start(tb.addr).await;
+    raw.start_ok().await;
+    raw.tune(Tuning::default()).await;
+    let mut bytes = encode(&method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+            virtual_host: "/".into(),
+        })),
+    ));
+    bytes.extend(encode(&channel_open(1)));
+    raw.send(&bytes).await.expect("send");
+    let (ch, m) = raw.method().await;
+    assert!(
+        matches!(
+            (ch, &m),
+            (0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+        ),
+        "{m:?}"
+    );
+    let (ch, m) = raw.method().await;
+    assert!(
+        matches!(
+            (ch, &m),
+            (1, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+        ),
+        "channel.open pipelined behind connection.open got no reply: {m:?}"
+    );
+    tb.stop().await;
+}

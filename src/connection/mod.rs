@@ -91,7 +91,14 @@ impl FrameReader {
     /// Reads more bytes (cancel-safe).
     async fn fill(&mut self) -> Result<(), ReadError> {
         if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(64 * 1024);
+            // Grow with demand: a busy publisher's reads reach 64 KiB, an idle connection's
+            // buffer stays small (memory per idle connection is a target).
+            let want = if self.buf.capacity() >= 16 * 1024 {
+                64 * 1024
+            } else {
+                16 * 1024
+            };
+            self.buf.reserve(want);
         }
         match self.socket.read_buf(&mut self.buf).await {
             Ok(0) => Err(ReadError::Eof),
@@ -165,7 +172,7 @@ async fn serve(
     let writer_task = tokio::spawn(writer::run(write_half, out_rx, recycle_tx));
     let mut reader = FrameReader {
         socket: read_half,
-        buf: BytesMut::with_capacity(64 * 1024),
+        buf: BytesMut::with_capacity(4096),
     };
 
     let opened = match handshake::run(&mut reader, &out_tx, &state, peer).await {
@@ -211,7 +218,7 @@ async fn serve(
             perms: opened.perms,
             frame_max: opened.frame_max,
             caps: opened.caps,
-            out: Vec::with_capacity(64 * 1024),
+            out: Vec::new(),
             tx,
             exclusive_queues: Vec::new(),
             published: false,
@@ -234,6 +241,8 @@ async fn serve(
     });
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut alarm_rx = state.alarms.subscribe();
+    // Frames that arrived in the same read as connection.open are already buffered.
+    conn.process_buffer(&mut reader.buf);
 
     loop {
         // A publishing connection is not read while an alarm is raised (RabbitMQ's flow
@@ -298,6 +307,11 @@ async fn serve(
                 }
             }
             _ = ticker.tick() => {
+                if reader.buf.is_empty() && reader.buf.capacity() > 16 * 1024 {
+                    // Idle: give back the read buffer a burst grew (and spare write buffers).
+                    reader.buf = BytesMut::new();
+                    while recycle_rx.try_recv().is_ok() {}
+                }
                 if blocked {
                     // Heartbeats are not read while blocked, so silence proves nothing.
                     last_read = Instant::now();
@@ -319,9 +333,7 @@ async fn serve(
         let alarms = *alarm_rx.borrow();
         conn.notify_blocked(conn.ctx.published && alarms.any(), &alarms);
         if !conn.ctx.out.is_empty() {
-            let next = recycle_rx
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(64 * 1024));
+            let next = recycle_rx.try_recv().unwrap_or_default();
             let buf = std::mem::replace(&mut conn.ctx.out, next);
             if out_tx.send(buf).await.is_err() {
                 break;
