@@ -127,6 +127,9 @@ impl Channel {
             } else {
                 0
             };
+            if epoch != 0 {
+                c.waiting_sync += 1;
+            }
             c.pending.push_back((c.next, epoch, outcome.refused));
         }
         Ok(())

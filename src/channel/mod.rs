@@ -71,6 +71,8 @@ struct Confirms {
     next: u64,
     /// (seq, group-commit epoch to wait for or 0, nack) for publishes not yet confirmed.
     pending: std::collections::VecDeque<(u64, u64, bool)>,
+    /// Entries of `pending` waiting for group commit (checked on every loop iteration).
+    waiting_sync: usize,
 }
 
 /// Work buffered by tx.select until commit.
@@ -504,6 +506,9 @@ impl Channel {
                 break;
             }
             c.pending.pop_front();
+            if epoch != 0 {
+                c.waiting_sync -= 1;
+            }
             if nack || failed {
                 emit_ack(ctx, run.take());
                 ctx.send_method(
@@ -523,9 +528,7 @@ impl Channel {
 
     /// True while a confirm waits for group commit.
     pub fn waits_for_sync(&self) -> bool {
-        self.confirms
-            .as_ref()
-            .is_some_and(|c| c.pending.iter().any(|p| p.1 > 0))
+        self.confirms.as_ref().is_some_and(|c| c.waiting_sync > 0)
     }
 
     /// The group commit a `WaitSync` asked for has happened (or failed).

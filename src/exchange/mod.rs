@@ -254,6 +254,36 @@ impl Exchange {
         self.bindings.read().all.clone()
     }
 
+    /// Appends matching queues to `out`; sets `graph` when an exchange destination matched
+    /// (the caller then routes through the full graph instead).
+    pub fn route_queues(
+        &self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+        graph: &mut bool,
+    ) {
+        let b = self.bindings.read();
+        let mut push = |d: &Destination| match d {
+            Destination::Queue(q) => out.push(q.clone()),
+            Destination::Exchange(_) => *graph = true,
+        };
+        match self.options.kind {
+            ExchangeKind::Direct => {
+                if let Some(v) = b.direct.get(routing_key) {
+                    v.iter().for_each(&mut push);
+                }
+            }
+            ExchangeKind::Fanout => b.all.iter().for_each(|x| push(&x.destination)),
+            ExchangeKind::Topic => b.topic.for_each_match(routing_key, |d| push(d)),
+            ExchangeKind::Headers => b
+                .all
+                .iter()
+                .filter(|x| headers::headers_match(&x.arguments, headers))
+                .for_each(|x| push(&x.destination)),
+        }
+    }
+
     /// Appends the destinations matching `routing_key` / `headers` to `out`.
     pub fn route(
         &self,

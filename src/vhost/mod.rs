@@ -492,6 +492,29 @@ impl VHost {
         headers: Option<&FieldTable>,
         out: &mut Vec<Arc<Queue>>,
     ) {
+        // Fast path, the common case: one exchange whose bindings lead only to queues. No
+        // allocation beyond `out`.
+        if !exchange.name.is_empty() {
+            let start = out.len();
+            let mut needs_graph = false;
+            for key in keys {
+                exchange.route_queues(key, headers, out, &mut needs_graph);
+            }
+            if !needs_graph && (out.len() > start || exchange.alternate.is_none()) {
+                if out.len() - start > 1 {
+                    // A queue bound twice (two patterns, two keys) gets the message once.
+                    out[start..].sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
+                    out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+                }
+                return;
+            }
+            out.truncate(start);
+        } else if keys.len() == 1 {
+            if let Some(q) = self.queues.get(keys[0]) {
+                out.push(q.clone());
+            }
+            return;
+        }
         let mut visited: Vec<String> = Vec::new();
         let mut stack: Vec<Arc<Exchange>> = vec![exchange.clone()];
         let mut dests: Vec<Destination> = Vec::new();
