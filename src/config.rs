@@ -34,6 +34,13 @@ pub struct Config {
     /// A delivery not acked within this many ms is requeued and its consumer cancelled
     /// (RabbitMQ's consumer_timeout; per queue: x-consumer-timeout).
     pub consumer_timeout_ms: u64,
+    /// Address the management API and Prometheus listeners bind to.
+    pub http_bind: String,
+    /// Management HTTP API port (RabbitMQ's 15672); `None` disables the API, `Some(0)` picks
+    /// an ephemeral port (tests).
+    pub http_port: Option<u16>,
+    /// Prometheus metrics port (rabbitmq_prometheus's 15692); `None` disables it.
+    pub metrics_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -52,6 +59,9 @@ impl Default for Config {
             disk_free_limit: 50_000_000,
             vm_memory_high_watermark: 0.4,
             consumer_timeout_ms: 1_800_000,
+            http_bind: "0.0.0.0".into(),
+            http_port: Some(15672),
+            metrics_port: Some(15692),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod connection;
 pub mod dedup;
 pub mod error;
 pub mod exchange;
+pub mod http;
 pub mod message;
 pub mod protocol;
 pub mod queue;
@@ -37,6 +38,8 @@ use tokio::sync::watch;
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
 pub struct Broker {
     local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     state: Arc<BrokerState>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -44,9 +47,15 @@ pub struct Broker {
 
 impl Broker {
     /// Binds the listener and starts accepting connections.
-    pub async fn start(config: Config) -> std::io::Result<Broker> {
+    pub async fn start(mut config: Config) -> std::io::Result<Broker> {
         let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
         let local_addr = listener.local_addr()?;
+        // The management API reports the real port and names connections by it.
+        config.port = local_addr.port();
+        let http = bind_optional(&config.http_bind, config.http_port).await?;
+        let metrics = bind_optional(&config.http_bind, config.metrics_port).await?;
+        let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+        let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
         std::fs::create_dir_all(&config.data_dir)?;
         let store = Arc::new(store::StoreEnv::new(config.data_dir.clone(), config.fsync)?);
         let state = Arc::new(BrokerState::new(config, store.clone()));
@@ -59,10 +68,18 @@ impl Broker {
                 .clone()
                 .run(state.config.data_dir.clone(), rx.clone()),
         );
+        if let Some(l) = http {
+            tokio::spawn(http::serve(l, state.clone(), rx.clone()));
+        }
+        if let Some(l) = metrics {
+            tokio::spawn(http::serve_metrics(l, state.clone(), rx.clone()));
+        }
         let server = tokio::spawn(server::serve(listener, state.clone(), rx));
         tracing::info!(%local_addr, "ready to accept connections");
         Ok(Broker {
             local_addr,
+            http_addr,
+            metrics_addr,
             state,
             shutdown,
             server,
@@ -72,6 +89,16 @@ impl Broker {
     /// The address the AMQP listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the management API listens, if enabled (useful with port 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Where Prometheus metrics are served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Shared state, for embedding and inspection.
@@ -130,6 +157,17 @@ impl Broker {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+    }
+}
+
+/// Binds `host:port` when a port is configured.
+async fn bind_optional(
+    host: &str,
+    port: Option<u16>,
+) -> std::io::Result<Option<tokio::net::TcpListener>> {
+    match port {
+        Some(port) => Ok(Some(tokio::net::TcpListener::bind((host, port)).await?)),
+        None => Ok(None),
     }
 }
 

@@ -56,6 +56,15 @@ struct Args {
     /// Requeue a delivery not acked within this many ms and cancel its consumer.
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT", default_value_t = 1_800_000)]
     consumer_timeout: u64,
+    /// Address the management API and metrics listeners bind to.
+    #[arg(long, env = "WARREN_HTTP_BIND", default_value = "0.0.0.0")]
+    http_bind: String,
+    /// Management HTTP API port (RabbitMQ's 15672); 0 disables it.
+    #[arg(long, env = "WARREN_HTTP_PORT", default_value_t = 15672)]
+    http_port: u16,
+    /// Prometheus metrics port (rabbitmq_prometheus's 15692); 0 disables it.
+    #[arg(long, env = "WARREN_METRICS_PORT", default_value_t = 15692)]
+    metrics_port: u16,
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +94,9 @@ fn main() -> std::process::ExitCode {
         disk_free_limit: args.disk_free_limit,
         consumer_timeout_ms: args.consumer_timeout,
         vm_memory_high_watermark: args.vm_memory_high_watermark,
+        http_bind: args.http_bind,
+        http_port: (args.http_port != 0).then_some(args.http_port),
+        metrics_port: (args.metrics_port != 0).then_some(args.metrics_port),
     };
     raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {

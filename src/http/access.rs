@@ -239,8 +239,8 @@ fn parse_tags(v: Option<&Value>) -> ApiResult<Vec<String>> {
     }
 }
 
-/// Creates or replaces a user. Without `password` or `password_hash` the user cannot log in
-/// with a password (RabbitMQ's documented behaviour).
+/// Creates or replaces a user. `tags` is required (may be empty), as in RabbitMQ 3.x; without
+/// `password` or `password_hash` the user cannot log in with a password.
 pub async fn put_user(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -251,6 +251,9 @@ pub async fn put_user(
     let req: PutUser = parse_body(&body)?;
     if name.is_empty() {
         return Err(ApiError::bad_request("user name must not be empty"));
+    }
+    if req.tags.is_none() {
+        return Err(ApiError::bad_request("tags_not_present"));
     }
     let tags = parse_tags(req.tags.as_ref())?;
     let tags: Vec<&str> = tags.iter().map(String::as_str).collect();

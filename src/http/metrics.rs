@@ -7,8 +7,9 @@
 //! are accepted as aliases. Unauthenticated, as in RabbitMQ.
 //!
 //! Only figures Warren really has are exported: gauges of connections, consumers, queues and
-//! queue depths, process memory and file descriptors, disk space and the disk alarm. Message
-//! counters (published, delivered, acked, ...) need broker-side counters first.
+//! queue depths, process memory and file descriptors, disk space, the memory limit and the
+//! disk and memory alarms. Message counters (published, delivered, acked, ...) need
+//! broker-side counters first.
 
 use crate::broker::BrokerState;
 use axum::Router;
@@ -86,13 +87,7 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
 
 /// Resident set size of this process in bytes (0 where /proc is unavailable).
 pub fn resident_memory_bytes() -> u64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
+    crate::alarm::resident_bytes().unwrap_or(0)
 }
 
 /// File descriptors this process has open.
@@ -260,6 +255,16 @@ pub fn render(st: &BrokerState) -> String {
         "Open file descriptors limit",
         max_fds() as f64,
     );
+    let memory_limit = st.alarms.memory_limit.load(Ordering::Relaxed);
+    if memory_limit > 0 {
+        single(
+            &mut out,
+            "rabbitmq_resident_memory_limit_bytes",
+            "gauge",
+            "Memory high watermark in bytes",
+            memory_limit as f64,
+        );
+    }
     let free = crate::alarm::free_bytes(&st.config.data_dir).unwrap_or(0);
     single(
         &mut out,
@@ -288,7 +293,7 @@ pub fn render(st: &BrokerState) -> String {
         "rabbitmq_alarms_memory_used_watermark",
         "untyped",
         "is 1 if VM memory watermark alarm is in effect",
-        0.0,
+        if alarms.memory { 1.0 } else { 0.0 },
     );
     single(
         &mut out,

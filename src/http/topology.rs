@@ -210,7 +210,6 @@ fn queue_json(q: &Queue, node: &str) -> Value {
         "node": node,
         "state": "running",
         "consumers": consumers,
-        "consumer_utilisation": null,
         "exclusive_consumer_tag": null,
         "policy": null,
         "operator_policy": null,

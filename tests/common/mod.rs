@@ -85,6 +85,9 @@ pub async fn start_with(adjust: impl FnOnce(&mut warren::Config)) -> TestBroker 
         bind: "127.0.0.1".into(),
         port: 0,
         data_dir: dir.path().to_path_buf(),
+        http_bind: "127.0.0.1".into(),
+        http_port: Some(0),
+        metrics_port: Some(0),
         ..Default::default()
     };
     adjust(&mut config);
