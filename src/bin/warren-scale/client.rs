@@ -336,11 +336,10 @@ impl Conn {
         self.flush().await?;
         tokio::time::timeout(wait, async {
             loop {
-                match self.recv_method().await? {
-                    (_, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => {
-                        return Ok(());
-                    }
-                    _ => {}
+                if let (_, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) =
+                    self.recv_method().await?
+                {
+                    return Ok(());
                 }
             }
         })
