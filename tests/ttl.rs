@@ -217,6 +217,16 @@ impl CloseWatch {
     }
 }
 
+/// A channel in confirm mode: a confirmed publish is in the queue, so a passive declare right
+/// after it counts the message (RabbitMQ may not count an unconfirmed one yet).
+async fn confirm_channel(b: &common::TestBroker) -> (lapin::Connection, Channel) {
+    let (conn, ch) = within(b.channel()).await;
+    within(ch.confirm_select(lapin::options::ConfirmSelectOptions::default()))
+        .await
+        .expect("confirm.select");
+    (conn, ch)
+}
+
 fn expiring(ms: &str) -> BasicProperties {
     BasicProperties::default().with_expiration(ms.into())
 }
@@ -243,7 +253,7 @@ async fn probe_queue(conn: &lapin::Connection, queue: &str) -> Result<u32, lapin
 #[tokio::test]
 async fn queue_ttl_expires_messages_that_are_never_delivered() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "queue-ttl", table(&[("x-message-ttl", int(400))])).await;
     publish(&ch, &q, b"soon gone").await;
     // Still there before the TTL.
@@ -263,7 +273,7 @@ async fn queue_ttl_expires_messages_that_are_never_delivered() {
 #[tokio::test]
 async fn per_message_expiration_is_never_delivered_after_it_passes() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "msg-ttl", FieldTable::default()).await;
     publish_props(&ch, "", &q, b"gone", expiring("400")).await;
     assert_eq!(ready_count(&ch, &q).await, 1);
@@ -280,7 +290,7 @@ async fn per_message_expiration_is_never_delivered_after_it_passes() {
 #[tokio::test]
 async fn message_is_delivered_before_its_ttl_with_its_expiration_property() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "alive", table(&[("x-message-ttl", int(5000))])).await;
     publish_props(&ch, "", &q, b"fresh", expiring("5000")).await;
     let m = get(&ch, &q, true).await.expect("not expired yet");
@@ -300,7 +310,7 @@ async fn message_is_delivered_before_its_ttl_with_its_expiration_property() {
 #[tokio::test]
 async fn the_lower_of_queue_ttl_and_message_expiration_applies() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let long_queue = new_queue(
         &ch,
         "long-queue-ttl",
@@ -328,7 +338,7 @@ async fn the_lower_of_queue_ttl_and_message_expiration_applies() {
 #[tokio::test]
 async fn an_expired_message_behind_a_live_one_is_skipped() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "behind", FieldTable::default()).await;
     publish_props(&ch, "", &q, b"A", expiring("10000")).await;
     publish_props(&ch, "", &q, b"B", expiring("50")).await;
@@ -341,7 +351,7 @@ async fn an_expired_message_behind_a_live_one_is_skipped() {
 #[tokio::test]
 async fn an_expired_message_behind_a_live_one_is_not_consumed() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "behind-consumed", FieldTable::default()).await;
     publish_props(&ch, "", &q, b"A", expiring("10000")).await;
     publish_props(&ch, "", &q, b"B", expiring("50")).await;
@@ -357,7 +367,7 @@ async fn an_expired_message_behind_a_live_one_is_not_consumed() {
 #[tokio::test]
 async fn a_message_requeued_after_its_ttl_is_dropped() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "requeue-late", table(&[("x-message-ttl", int(100))])).await;
     publish(&ch, &q, b"late").await;
     publish_props(&ch, "", &q, b"fine", expiring("10000")).await;
@@ -382,7 +392,7 @@ async fn a_message_requeued_after_its_ttl_is_dropped() {
 #[tokio::test]
 async fn a_message_held_unacked_past_its_ttl_can_still_be_acked() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "held", table(&[("x-message-ttl", int(100))])).await;
     publish(&ch, &q, b"held").await;
     let mut sub = consume_with(&ch, &q, "c", false, FieldTable::default()).await;
@@ -404,7 +414,7 @@ async fn a_message_held_unacked_past_its_ttl_can_still_be_acked() {
 #[tokio::test]
 async fn ttl_zero_discards_a_message_no_consumer_can_take() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "ttl0", table(&[("x-message-ttl", int(0))])).await;
     publish(&ch, &q, b"queue ttl 0").await;
     let plain = new_queue(&ch, "exp0", FieldTable::default()).await;
@@ -418,7 +428,7 @@ async fn ttl_zero_discards_a_message_no_consumer_can_take() {
 #[tokio::test]
 async fn ttl_zero_delivers_to_a_consumer_waiting_with_credit() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "ttl0-consumer", table(&[("x-message-ttl", int(0))])).await;
     let plain = new_queue(&ch, "exp0-consumer", FieldTable::default()).await;
     let mut sub = consume_with(&ch, &q, "c", true, FieldTable::default()).await;
@@ -433,7 +443,7 @@ async fn ttl_zero_delivers_to_a_consumer_waiting_with_credit() {
 #[tokio::test]
 async fn ttl_zero_discards_when_the_consumer_has_no_credit() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
+    let (_conn, ch) = confirm_channel(&b).await;
     qos(&ch, 1).await;
     let q = new_queue(&ch, "ttl0-busy", table(&[("x-message-ttl", int(0))])).await;
     let mut sub = consume_with(&ch, &q, "c", false, FieldTable::default()).await;
@@ -456,7 +466,7 @@ async fn ttl_zero_discards_when_the_consumer_has_no_credit() {
 #[tokio::test]
 async fn x_expires_deletes_an_unused_queue() {
     let b = within(common::start()).await;
-    let (conn, ch) = within(b.channel()).await;
+    let (conn, ch) = confirm_channel(&b).await;
     let q = unique("expires");
     declare(
         &ch,
@@ -479,7 +489,7 @@ async fn x_expires_deletes_an_unused_queue() {
 #[tokio::test]
 async fn x_expires_keeps_a_queue_with_a_consumer_and_expires_it_after_the_cancel() {
     let b = within(common::start()).await;
-    let (conn, ch) = within(b.channel()).await;
+    let (conn, ch) = confirm_channel(&b).await;
     let q = unique("expires-used");
     declare(
         &ch,
@@ -505,7 +515,7 @@ async fn x_expires_keeps_a_queue_with_a_consumer_and_expires_it_after_the_cancel
 #[tokio::test]
 async fn x_expires_is_renewed_by_basic_get_and_redeclare() {
     let b = within(common::start()).await;
-    let (conn, ch) = within(b.channel()).await;
+    let (conn, ch) = confirm_channel(&b).await;
     let q = unique("expires-renewed");
     let args = table(&[("x-expires", int(300))]);
     declare(&ch, &q, QueueDeclareOptions::default(), args.clone()).await;
@@ -594,10 +604,7 @@ async fn invalid_ttl_arguments_are_precondition_failed() {
 #[tokio::test]
 async fn publishing_with_a_confirm_reports_nothing_special_for_a_ttl() {
     let b = within(common::start()).await;
-    let (_conn, ch) = within(b.channel()).await;
-    within(ch.confirm_select(lapin::options::ConfirmSelectOptions::default()))
-        .await
-        .expect("confirm.select");
+    let (_conn, ch) = confirm_channel(&b).await;
     let q = new_queue(&ch, "ttl-confirm", table(&[("x-message-ttl", int(0))])).await;
     // Even a message discarded at once (TTL 0, no consumer) is acked to the publisher.
     let c = publish_props(&ch, "", &q, b"x", BasicProperties::default()).await;
