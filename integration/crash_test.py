@@ -137,7 +137,8 @@ class Broker:
         self.starts += 1
         self.log_path = os.path.join(self.log_dir, f"warren-{self.starts:02d}.log")
         self.log_file = open(self.log_path, "wb")
-        cmd = [self.binary, "--bind", self.host, "--port", str(self.port), "--data-dir", data_dir]
+        cmd = [self.binary, "--bind", self.host, "--port", str(self.port), "--data-dir", data_dir,
+               "--http-port", "0", "--metrics-port", "0"]
         self.proc = subprocess.Popen(
             cmd + self.extra_args,
             stdout=self.log_file,

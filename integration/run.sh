@@ -230,7 +230,8 @@ start_warren() {
     HOST=127.0.0.1
     mkdir -p "$WORK/data"
     log "starting $bin on $HOST:$PORT (data dir $WORK/data)"
-    "$bin" --bind "$HOST" --port "$PORT" --data-dir "$WORK/data" >"$LOGS/warren.log" 2>&1 &
+    # The HTTP listeners are tested in tests/http_api.rs; off here so runs never clash on 15672.
+    "$bin" --bind "$HOST" --port "$PORT" --data-dir "$WORK/data" --http-port 0 --metrics-port 0 >"$LOGS/warren.log" 2>&1 &
     BROKER_PID=$!
 
     local deadline=$((SECONDS + READY_TIMEOUT))
