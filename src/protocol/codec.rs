@@ -105,6 +105,12 @@ fn parse_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
                 .on(class_id, method_id),
         );
     }
+    if class_id == 60
+        && method_id == 40
+        && let Some(p) = parse_publish(&payload[4..])
+    {
+        return Ok(p);
+    }
     match amq_protocol::protocol::parse_class(payload) {
         Ok(([], class)) => Ok(class),
         // RabbitMQ reports undecodable method arguments as 501, not 502.
@@ -126,13 +132,16 @@ fn parse_header(payload: Bytes) -> Result<ContentHeader, AmqpError> {
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let body_size = u64::from_be_bytes(payload[4..12].try_into().unwrap_or([0; 8]));
     let raw_properties = payload.slice(12..);
-    let properties = match amq_protocol::protocol::basic::parse_properties(&raw_properties[..]) {
-        Ok(([], p)) => p,
-        _ => {
-            return Err(AmqpError::syntax_error(
-                "malformed content header properties",
-            ));
-        }
+    let properties = match parse_properties_fast(&raw_properties) {
+        Some(p) => p,
+        None => match amq_protocol::protocol::basic::parse_properties(&raw_properties[..]) {
+            Ok(([], p)) => p,
+            _ => {
+                return Err(AmqpError::syntax_error(
+                    "malformed content header properties",
+                ));
+            }
+        },
     };
     Ok(ContentHeader {
         class_id,
@@ -140,6 +149,105 @@ fn parse_header(payload: Bytes) -> Result<ContentHeader, AmqpError> {
         properties,
         raw_properties,
     })
+}
+
+/// basic.publish arguments, decoded by hand: it is the hottest incoming method, and the
+/// generic parser costs several times more. `None` means "let amq-protocol decide" (it then
+/// reports the exact error).
+fn parse_publish(p: &[u8]) -> Option<AMQPClass> {
+    use amq_protocol::protocol::basic;
+    let mut at = 2; // reserved ticket
+    let short = |at: &mut usize| -> Option<String> {
+        let len = *p.get(*at)? as usize;
+        let s = std::str::from_utf8(p.get(*at + 1..*at + 1 + len)?).ok()?;
+        *at += 1 + len;
+        Some(s.to_owned())
+    };
+    let exchange = short(&mut at)?;
+    let routing_key = short(&mut at)?;
+    let bits = *p.get(at)?;
+    if at + 1 != p.len() {
+        return None;
+    }
+    Some(AMQPClass::Basic(basic::AMQPMethod::Publish(
+        basic::Publish {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            mandatory: bits & 1 != 0,
+            immediate: bits & 2 != 0,
+        },
+    )))
+}
+
+/// Basic properties decoded by hand (the headers table still goes through amq-protocol).
+/// `None` for anything unusual (continuation flags, malformed input): the caller falls back to
+/// the generic parser, which then reports the exact error.
+fn parse_properties_fast(p: &[u8]) -> Option<amq_protocol::protocol::BasicProperties> {
+    use amq_protocol::protocol::BasicProperties;
+    let flags = u16::from_be_bytes([*p.first()?, *p.get(1)?]);
+    if flags & 1 != 0 {
+        return None;
+    }
+    let mut at = 2;
+    let short = |at: &mut usize| -> Option<amq_protocol::types::ShortString> {
+        let len = *p.get(*at)? as usize;
+        let s = std::str::from_utf8(p.get(*at + 1..*at + 1 + len)?).ok()?;
+        *at += 1 + len;
+        Some(s.into())
+    };
+    let octet = |at: &mut usize| -> Option<u8> {
+        let v = *p.get(*at)?;
+        *at += 1;
+        Some(v)
+    };
+    let mut props = BasicProperties::default();
+    if flags & (1 << 15) != 0 {
+        props = props.with_content_type(short(&mut at)?);
+    }
+    if flags & (1 << 14) != 0 {
+        props = props.with_content_encoding(short(&mut at)?);
+    }
+    if flags & (1 << 13) != 0 {
+        let (rest, table) = amq_protocol::types::parsing::parse_field_table(&p[at..]).ok()?;
+        at = p.len() - rest.len();
+        props = props.with_headers(table);
+    }
+    if flags & (1 << 12) != 0 {
+        props = props.with_delivery_mode(octet(&mut at)?);
+    }
+    if flags & (1 << 11) != 0 {
+        props = props.with_priority(octet(&mut at)?);
+    }
+    if flags & (1 << 10) != 0 {
+        props = props.with_correlation_id(short(&mut at)?);
+    }
+    if flags & (1 << 9) != 0 {
+        props = props.with_reply_to(short(&mut at)?);
+    }
+    if flags & (1 << 8) != 0 {
+        props = props.with_expiration(short(&mut at)?);
+    }
+    if flags & (1 << 7) != 0 {
+        props = props.with_message_id(short(&mut at)?);
+    }
+    if flags & (1 << 6) != 0 {
+        let ts = u64::from_be_bytes(p.get(at..at + 8)?.try_into().ok()?);
+        at += 8;
+        props = props.with_timestamp(ts);
+    }
+    if flags & (1 << 5) != 0 {
+        props = props.with_type(short(&mut at)?);
+    }
+    if flags & (1 << 4) != 0 {
+        props = props.with_user_id(short(&mut at)?);
+    }
+    if flags & (1 << 3) != 0 {
+        props = props.with_app_id(short(&mut at)?);
+    }
+    if flags & (1 << 2) != 0 {
+        props = props.with_cluster_id(short(&mut at)?);
+    }
+    (at == p.len()).then_some(props)
 }
 
 /// Every (class, method) pair AMQP 0-9-1 defines, so an unknown one gets 540 rather than 502.
@@ -365,7 +473,105 @@ mod tests {
         assert_eq!(ours, theirs);
     }
 
+    fn arb_props() -> impl proptest::strategy::Strategy<Value = BasicProperties> {
+        use proptest::prelude::*;
+        let s = || proptest::option::of("[a-z0-9.]{0,20}");
+        (
+            (
+                s(),
+                s(),
+                proptest::option::of(any::<u8>()),
+                proptest::option::of(any::<u8>()),
+            ),
+            (s(), s(), s(), s()),
+            (proptest::option::of(any::<u64>()), s(), s(), s(), s()),
+            proptest::option::of(proptest::collection::btree_map(
+                "[a-z]{1,8}",
+                any::<i32>(),
+                0..4,
+            )),
+        )
+            .prop_map(
+                |((ct, ce, dm, pr), (cid, rt, exp, mid), (ts, ty, uid, app, cl), h)| {
+                    let mut p = BasicProperties::default();
+                    if let Some(v) = ct {
+                        p = p.with_content_type(v.into());
+                    }
+                    if let Some(v) = ce {
+                        p = p.with_content_encoding(v.into());
+                    }
+                    if let Some(v) = dm {
+                        p = p.with_delivery_mode(v);
+                    }
+                    if let Some(v) = pr {
+                        p = p.with_priority(v);
+                    }
+                    if let Some(v) = cid {
+                        p = p.with_correlation_id(v.into());
+                    }
+                    if let Some(v) = rt {
+                        p = p.with_reply_to(v.into());
+                    }
+                    if let Some(v) = exp {
+                        p = p.with_expiration(v.into());
+                    }
+                    if let Some(v) = mid {
+                        p = p.with_message_id(v.into());
+                    }
+                    if let Some(v) = ts {
+                        p = p.with_timestamp(v);
+                    }
+                    if let Some(v) = ty {
+                        p = p.with_type(v.into());
+                    }
+                    if let Some(v) = uid {
+                        p = p.with_user_id(v.into());
+                    }
+                    if let Some(v) = app {
+                        p = p.with_app_id(v.into());
+                    }
+                    if let Some(v) = cl {
+                        p = p.with_cluster_id(v.into());
+                    }
+                    if let Some(h) = h {
+                        let mut t = amq_protocol::types::FieldTable::default();
+                        for (k, v) in h {
+                            t.insert(k.into(), amq_protocol::types::AMQPValue::LongInt(v));
+                        }
+                        p = p.with_headers(t);
+                    }
+                    p
+                },
+            )
+    }
+
     proptest::proptest! {
+        #[test]
+        fn fast_property_parser_agrees_with_amq_protocol(p in arb_props()) {
+            let raw = encode_properties(&p);
+            let fast = parse_properties_fast(&raw);
+            proptest::prop_assert_eq!(fast, Some(p));
+        }
+
+        #[test]
+        fn fast_property_parser_never_panics(data: Vec<u8>) {
+            let _ = parse_properties_fast(&data);
+        }
+
+        #[test]
+        fn fast_publish_parser_agrees(ex in "[a-z.]{0,30}", rk in "[a-z.#*]{0,60}", m: bool, i: bool) {
+            let method = AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: ex.into(),
+                routing_key: rk.into(),
+                mandatory: m,
+                immediate: i,
+            }));
+            let mut out = Vec::new();
+            encode_method(&mut out, 1, method.clone());
+            let payload = &out[7..out.len() - 1];
+            proptest::prop_assert_eq!(parse_publish(&payload[4..]), Some(method));
+        }
+
         #[test]
         fn decode_never_panics(data: Vec<u8>, frame_max in 4096u32..200_000) {
             let mut buf = BytesMut::from(&data[..]);
