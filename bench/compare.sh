@@ -80,7 +80,7 @@ cargo build --release --quiet --bin warren --bin warren-perf
 
 WPORT=$(free_port)
 start_warren() {
-    "$WARREN_BIN" --bind 127.0.0.1 --port "$WPORT" --data-dir "$WORK/data" \
+    "$WARREN_BIN" --bind 127.0.0.1 --port "$WPORT" --data-dir "$WORK/data" --http-port 0 --metrics-port 0 \
         >>"$OUT/warren.log" 2>&1 &
     WPID=$!
     wait_port 127.0.0.1 "$WPORT" 30 || { log "warren did not start"; exit 1; }
