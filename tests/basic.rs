@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::amqp::*;
 use common::within;
 use lapin::message::{BasicGetMessage, Delivery, DeliveryResult};
 use lapin::options::{
@@ -12,7 +13,7 @@ use lapin::options::{
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer, ErrorKind, Event};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer, Event};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
@@ -21,22 +22,6 @@ use tokio::sync::mpsc;
 // ---------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------
-
-/// The AMQP reply code carried by a channel.close / connection.close that lapin surfaced.
-fn reply_code(err: &lapin::Error) -> Option<u16> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_id()),
-        _ => None,
-    }
-}
-
-/// The reply text of the close, e.g. `NOT_FOUND - no exchange 'x' in vhost '/'`.
-fn reply_text(err: &lapin::Error) -> Option<String> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
-        _ => None,
-    }
-}
 
 /// Asserts `err` is a broker close with `code`, and that its text is exactly `text`.
 #[track_caller]
@@ -98,21 +83,6 @@ async fn delete_queue(ch: &Channel, name: &str) {
         .expect("queue.delete");
 }
 
-/// Ready-message count as reported by a passive queue.declare.
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    within(ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .expect("passive queue.declare")
-    .message_count()
-}
-
 async fn publish_props(
     ch: &Channel,
     exchange: &str,
@@ -130,17 +100,6 @@ async fn publish_props(
     .await
     .expect("basic.publish");
     within(confirm).await.expect("publisher confirm");
-}
-
-/// Publishes to the default exchange, so `queue` receives it.
-async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
-    publish_props(ch, "", queue, body, BasicProperties::default()).await;
-}
-
-async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<BasicGetMessage> {
-    within(ch.basic_get(queue.into(), BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
 }
 
 /// basic.get that must find a message.

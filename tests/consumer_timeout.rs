@@ -12,14 +12,12 @@ mod common;
 
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame, WriteContext, gen_frame, parse_frame};
 use amq_protocol::protocol::{AMQPClass, basic, channel, connection, queue};
+use common::amqp::*;
 use common::within;
-use lapin::message::{BasicGetMessage, Delivery, DeliveryResult};
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Consumer, ErrorKind};
+use lapin::message::{Delivery, DeliveryResult};
+use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Consumer};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -30,10 +28,6 @@ use tokio::sync::mpsc;
 // ---------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------
-
-fn external() -> bool {
-    std::env::var_os("WARREN_TEST_URI").is_some()
-}
 
 /// A name no other test (nor another run against a shared RabbitMQ) uses.
 fn unique(what: &str) -> String {
@@ -49,42 +43,6 @@ fn unique(what: &str) -> String {
     )
 }
 
-fn reply_code(err: &lapin::Error) -> Option<u16> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_id()),
-        _ => None,
-    }
-}
-
-fn reply_text(err: &lapin::Error) -> Option<String> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
-        _ => None,
-    }
-}
-
-fn s(v: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(v))
-}
-
-fn int(v: i64) -> AMQPValue {
-    AMQPValue::LongLongInt(v)
-}
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-async fn declare(ch: &Channel, name: &str, options: QueueDeclareOptions, args: FieldTable) {
-    within(ch.queue_declare(name.into(), options, args))
-        .await
-        .expect("queue.declare");
-}
-
 /// Declares a fresh exclusive queue with `args` and returns its name.
 async fn new_queue(ch: &Channel, what: &str, args: FieldTable) -> String {
     let name = unique(what);
@@ -94,51 +52,6 @@ async fn new_queue(ch: &Channel, what: &str, args: FieldTable) -> String {
     };
     declare(ch, &name, options, args).await;
     name
-}
-
-/// Publishes and, on a confirm channel, waits for the confirm.
-async fn publish_props(
-    ch: &Channel,
-    exchange: &str,
-    key: &str,
-    body: &[u8],
-    props: BasicProperties,
-) -> Confirmation {
-    let confirm = within(ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    ))
-    .await
-    .expect("basic.publish");
-    within(confirm).await.expect("publisher confirm")
-}
-
-async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
-    publish_props(ch, "", queue, body, BasicProperties::default()).await;
-}
-
-async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<BasicGetMessage> {
-    within(ch.basic_get(queue.into(), BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
-}
-
-/// Polls basic.get until a message arrives; fails after `ms`.
-async fn poll_get(ch: &Channel, queue: &str, ms: u64, no_ack: bool) -> BasicGetMessage {
-    let deadline = Instant::now() + Duration::from_millis(ms);
-    loop {
-        if let Some(m) = get(ch, queue, no_ack).await {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no message reached {queue} within {ms} ms"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A consumer whose deliveries are forwarded, in order, into a tokio channel.
@@ -187,18 +100,6 @@ async fn consume_with(ch: &Channel, queue: &str, tag: &str, no_ack: bool, args: 
         .await
         .expect("basic.consume");
     Sub::new(consumer)
-}
-
-async fn ack(ch: &Channel, tag: u64) {
-    within(ch.basic_ack(tag, BasicAckOptions::default()))
-        .await
-        .expect("basic.ack");
-}
-
-async fn qos(ch: &Channel, prefetch: u16) {
-    within(ch.basic_qos(prefetch, BasicQosOptions::default()))
-        .await
-        .expect("basic.qos");
 }
 
 /// None (and the test skips) against an external broker.

@@ -24,25 +24,22 @@
 
 mod common;
 
+use common::amqp::*;
+
 use common::{TestBroker, within};
 use lapin::message::BasicGetMessage;
 use lapin::options::{
-    BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions, QueuePurgeOptions,
+    BasicNackOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
-use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, ErrorKind, ExchangeKind};
+use lapin::types::{AMQPValue, FieldArray, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------
-
-fn external() -> bool {
-    std::env::var_os("WARREN_TEST_URI").is_some()
-}
 
 /// A name no other test (nor another run against a shared RabbitMQ) uses.
 fn unique(what: &str) -> String {
@@ -56,36 +53,6 @@ fn unique(what: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn reply_code(err: &lapin::Error) -> Option<u16> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_id()),
-        _ => None,
-    }
-}
-
-fn reply_text(err: &lapin::Error) -> Option<String> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
-        _ => None,
-    }
-}
-
-fn s(v: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(v))
-}
-
-fn int(v: i64) -> AMQPValue {
-    AMQPValue::LongLongInt(v)
-}
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
 }
 
 /// Declares an exclusive queue with `args`.
@@ -136,54 +103,9 @@ async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
     .expect("queue.bind");
 }
 
-/// Publishes and, on a confirm channel, waits for the confirm.
-async fn publish_props(
-    ch: &Channel,
-    exchange: &str,
-    key: &str,
-    body: &[u8],
-    props: BasicProperties,
-) -> Confirmation {
-    let confirm = within(ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    ))
-    .await
-    .expect("basic.publish");
-    within(confirm).await.expect("publisher confirm")
-}
-
-async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
-    publish_props(ch, "", queue, body, BasicProperties::default()).await;
-}
-
-async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<BasicGetMessage> {
-    within(ch.basic_get(queue.into(), BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
-}
-
 /// Polls basic.get (no-ack) until a message arrives; fails after `ms`.
 async fn get_within(ch: &Channel, queue: &str, ms: u64) -> BasicGetMessage {
     poll_get(ch, queue, ms, true).await
-}
-
-/// Polls basic.get until a message arrives; fails after `ms`.
-async fn poll_get(ch: &Channel, queue: &str, ms: u64, no_ack: bool) -> BasicGetMessage {
-    let deadline = Instant::now() + Duration::from_millis(ms);
-    loop {
-        if let Some(m) = get(ch, queue, no_ack).await {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no message reached {queue} within {ms} ms"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// basic.get without ack that must find a message.
@@ -195,32 +117,6 @@ async fn reject(ch: &Channel, tag: u64, requeue: bool) {
     within(ch.basic_reject(tag, BasicRejectOptions { requeue }))
         .await
         .expect("basic.reject");
-}
-
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    within(ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .expect("passive queue.declare")
-    .message_count()
-}
-
-fn header<'a>(props: &'a BasicProperties, key: &str) -> Option<&'a AMQPValue> {
-    props.headers().as_ref()?.inner().get(key)
-}
-
-fn as_str(v: &AMQPValue) -> String {
-    match v {
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        AMQPValue::ShortString(s) => s.as_str().to_owned(),
-        other => panic!("expected a string, got {other:?}"),
-    }
 }
 
 fn header_str(props: &BasicProperties, key: &str) -> Option<String> {

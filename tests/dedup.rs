@@ -9,24 +9,19 @@
 
 mod common;
 
+use common::amqp::*;
 use common::within;
-use lapin::message::BasicGetMessage;
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, ErrorKind, ExchangeKind};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------
-
-fn external() -> bool {
-    std::env::var_os("WARREN_TEST_URI").is_some()
-}
 
 /// A name no other test (nor another run against a shared RabbitMQ) uses.
 fn unique(what: &str) -> String {
@@ -42,42 +37,6 @@ fn unique(what: &str) -> String {
     )
 }
 
-fn reply_code(err: &lapin::Error) -> Option<u16> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_id()),
-        _ => None,
-    }
-}
-
-fn reply_text(err: &lapin::Error) -> Option<String> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
-        _ => None,
-    }
-}
-
-fn s(v: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(v))
-}
-
-fn int(v: i64) -> AMQPValue {
-    AMQPValue::LongLongInt(v)
-}
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-async fn declare(ch: &Channel, name: &str, options: QueueDeclareOptions, args: FieldTable) {
-    within(ch.queue_declare(name.into(), options, args))
-        .await
-        .expect("queue.declare");
-}
-
 /// Declares a fresh exclusive queue with `args` and returns its name.
 async fn new_queue(ch: &Channel, what: &str, args: FieldTable) -> String {
     let name = unique(what);
@@ -87,70 +46,6 @@ async fn new_queue(ch: &Channel, what: &str, args: FieldTable) -> String {
     };
     declare(ch, &name, options, args).await;
     name
-}
-
-/// Publishes and, on a confirm channel, waits for the confirm.
-async fn publish_props(
-    ch: &Channel,
-    exchange: &str,
-    key: &str,
-    body: &[u8],
-    props: BasicProperties,
-) -> Confirmation {
-    let confirm = within(ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    ))
-    .await
-    .expect("basic.publish");
-    within(confirm).await.expect("publisher confirm")
-}
-
-async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<BasicGetMessage> {
-    within(ch.basic_get(queue.into(), BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
-}
-
-/// Polls basic.get until a message arrives; fails after `ms`.
-async fn poll_get(ch: &Channel, queue: &str, ms: u64, no_ack: bool) -> BasicGetMessage {
-    let deadline = Instant::now() + Duration::from_millis(ms);
-    loop {
-        if let Some(m) = get(ch, queue, no_ack).await {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no message reached {queue} within {ms} ms"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The bodies of everything in `queue`, drained with no-ack basic.get.
-async fn drain(ch: &Channel, queue: &str) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some(m) = get(ch, queue, true).await {
-        out.push(m.delivery.data);
-    }
-    out
-}
-
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    within(ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .expect("passive queue.declare")
-    .message_count()
 }
 
 fn skip(test: &str) -> bool {

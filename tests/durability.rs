@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::amqp::*;
+
 use common::{TestBroker, within};
 use lapin::message::{BasicGetMessage, Delivery, DeliveryResult};
 use lapin::options::{
@@ -21,7 +23,7 @@ use lapin::options::{
     QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use lapin::{Consumer, ExchangeKind, PublisherConfirm};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -75,13 +77,6 @@ fn unique(what: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn reply_code(err: &lapin::Error) -> Option<u16> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_id()),
-        _ => None,
-    }
 }
 
 fn no_args() -> FieldTable {
@@ -225,15 +220,6 @@ async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<BasicGetMessage>
     within(ch.basic_get(queue.into(), BasicGetOptions { no_ack }))
         .await
         .unwrap_or_else(|e| panic!("basic.get {queue}: {e}"))
-}
-
-/// Every body left in `queue`, in order, taken with auto-ack.
-async fn drain(ch: &Channel, queue: &str) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some(m) = get(ch, queue, true).await {
-        out.push(m.delivery.data);
-    }
-    out
 }
 
 fn strings(bodies: &[Vec<u8>]) -> Vec<String> {

@@ -4,30 +4,15 @@
 
 mod common;
 
+use common::amqp::*;
 use common::within;
-use lapin::message::BasicGetMessage;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, BasicRejectOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, ErrorKind};
+use lapin::{BasicProperties, Channel};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// The AMQP reply code carried by a channel.close / connection.close that lapin surfaced.
-fn reply_code(err: &lapin::Error) -> Option<u16> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_id()),
-        _ => None,
-    }
-}
-
-fn reply_text(err: &lapin::Error) -> Option<String> {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
-        _ => None,
-    }
-}
 
 #[track_caller]
 fn assert_close(err: &lapin::Error, code: u16, text: &str) {
@@ -68,20 +53,6 @@ async fn exclusive_queue(ch: &Channel, what: &str) -> String {
     name
 }
 
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    within(ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .expect("passive queue.declare")
-    .message_count()
-}
-
 async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
     let confirm = within(ch.basic_publish(
         "".into(),
@@ -93,12 +64,6 @@ async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
     .await
     .expect("basic.publish");
     within(confirm).await.expect("publisher confirm");
-}
-
-async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<BasicGetMessage> {
-    within(ch.basic_get(queue.into(), BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
 }
 
 async fn ack(ch: &Channel, tag: u64, multiple: bool) {

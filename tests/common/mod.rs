@@ -5,6 +5,8 @@
 //! need broker internals (adding users, vhosts) call [`TestBroker::broker`] and skip when it is `None`.
 #![allow(dead_code)]
 
+pub mod amqp;
+
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::net::SocketAddr;
 use std::time::Duration;
