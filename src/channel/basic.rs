@@ -368,10 +368,7 @@ impl Channel {
     pub(super) fn cancel(&mut self, ctx: &mut ConnCtx, c: bm::Cancel) {
         let tag = c.consumer_tag.as_str();
         if let Some(cons) = self.consumers.remove(tag) {
-            if cons.queue.remove_consumer(ctx.id, self.id, tag) {
-                let (_, consumers) = ctx.vhost.remove_queue(&cons.queue);
-                super::notify_cancelled(consumers);
-            }
+            self.detach(ctx, tag, &cons);
         } else if self.reply.as_ref().is_some_and(|r| r.tag == tag) {
             self.reply = None;
         }

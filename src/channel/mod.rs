@@ -288,14 +288,20 @@ impl Channel {
         }
     }
 
+    /// Takes a consumer (already removed from `self.consumers`) off its queue; an auto-delete
+    /// queue left without consumers goes, and its other consumers are told.
+    fn detach(&self, ctx: &ConnCtx, tag: &str, c: &ChanConsumer) {
+        if c.queue.remove_consumer(ctx.id, self.id, tag) {
+            let (_, consumers) = ctx.vhost.remove_queue(&c.queue);
+            notify_cancelled(consumers);
+        }
+    }
+
     /// Releases everything the channel holds: consumers leave their queues (auto-delete
     /// applies), unacked and tx-held deliveries go back to their queues.
     pub fn release(&mut self, ctx: &mut ConnCtx) {
         for (tag, c) in std::mem::take(&mut self.consumers) {
-            if c.queue.remove_consumer(ctx.id, self.id, &tag) {
-                let (_, consumers) = ctx.vhost.remove_queue(&c.queue);
-                notify_cancelled(consumers);
-            }
+            self.detach(ctx, &tag, &c);
         }
         let mut back: Vec<Unacked> = std::mem::take(&mut self.unacked).into_values().collect();
         if let Some(tx) = self.tx.take() {
@@ -423,10 +429,7 @@ impl Channel {
         }
         for ctag in &cancelled {
             if let Some(c) = self.consumers.remove(ctag) {
-                if c.queue.remove_consumer(ctx.id, self.id, ctag) {
-                    let (_, consumers) = ctx.vhost.remove_queue(&c.queue);
-                    notify_cancelled(consumers);
-                }
+                self.detach(ctx, ctag, &c);
                 ctx.send_method(
                     self.id,
                     AMQPClass::Basic(bm::AMQPMethod::Cancel(bm::Cancel {
