@@ -279,7 +279,7 @@ impl Queue {
 
     /// The expiry time for a message published now: the sooner of the queue TTL and the
     /// message's expiration property (already validated by the channel).
-    fn expiry_for(&self, msg: &Message) -> u64 {
+    fn expiry_for(&self, msg: &Message, now: u64) -> u64 {
         let per_msg = msg
             .properties
             .expiration()
@@ -287,7 +287,7 @@ impl Queue {
             .and_then(|e| e.as_str().parse::<u64>().ok());
         match (self.args.message_ttl, per_msg) {
             (None, None) => 0,
-            (a, b) => now_ms().saturating_add(a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX))),
+            (a, b) => now.saturating_add(a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX))),
         }
     }
 
@@ -296,14 +296,17 @@ impl Queue {
         if self.is_deleted() {
             return Published::Dropped;
         }
-        let expires_at = self.expiry_for(&msg);
+        // One clock reading for both the expiry and the dispatch below: with a TTL of 0, a
+        // millisecond ticking over in between would expire a message a consumer was waiting for.
+        let now = now_ms();
+        let expires_at = self.expiry_for(&msg, now);
         let mut dead = DeadLetters::new();
         let outcome = {
             let mut st = self.state.lock();
             let args = &self.args;
             let persistent = self.options.durable && msg.persistent();
             if let Some(d) = st.dedup.as_mut()
-                && d.is_duplicate(&msg, now_ms())
+                && d.is_duplicate(&msg, now)
             {
                 // Dropped, and confirmed like any accepted message.
                 return Published::Accepted;
@@ -339,7 +342,7 @@ impl Queue {
             }
         };
         if matches!(outcome, Published::Stored | Published::Accepted) {
-            self.dispatch_collect(&mut dead);
+            self.dispatch_collect(&mut dead, now);
             if expires_at != 0 {
                 self.arm_expiry();
             }
@@ -351,7 +354,7 @@ impl Queue {
     /// Delivers ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
         let mut dead = DeadLetters::new();
-        self.dispatch_collect(&mut dead);
+        self.dispatch_collect(&mut dead, 0);
         self.dead_letter(dead, false);
     }
 
@@ -393,9 +396,9 @@ impl Queue {
         best.map(|(i, _)| i)
     }
 
-    fn dispatch_collect(self: &Arc<Self>, dead: &mut DeadLetters) {
+    /// `now` is the clock reading to judge expiry by, or 0 to read the clock when needed.
+    fn dispatch_collect(self: &Arc<Self>, dead: &mut DeadLetters, mut now: u64) {
         let mut st = self.state.lock();
-        let mut now = 0u64;
         let mut delivered_stored = 0u64;
         let mut misses = 0;
         while !st.store.is_empty() && misses < 4 {
