@@ -26,6 +26,12 @@ pub struct ConnInfo {
     pub user: String,
     pub vhost: String,
     pub peer: SocketAddr,
+    /// The connection's message counters (written by its task only).
+    pub counters: Arc<crate::stats::MsgCounters>,
+    /// When the connection opened, ms since the epoch.
+    pub connected_at: u64,
+    /// The client's name (client_properties.connection_name, else product).
+    pub client_name: String,
 }
 
 /// Shared broker state.
@@ -40,10 +46,39 @@ pub struct BrokerState {
     /// Keyed by (user, vhost).
     pub permissions: DashMap<(String, String), Permissions>,
     pub connections: DashMap<u64, ConnInfo>,
+    /// Message counters of closed connections, and the lock that keeps totals monotonic.
+    pub stats: crate::stats::BrokerStats,
     next_conn_id: AtomicU64,
 }
 
 impl BrokerState {
+    /// Message counters over the broker's lifetime: closed connections plus live ones.
+    pub fn message_totals(&self) -> crate::stats::Counts {
+        self.stats.total(|f| {
+            for c in self.connections.iter() {
+                f(&c.counters);
+            }
+        })
+    }
+
+    /// Messages dead-lettered and dropped, per reason, over all vhosts:
+    /// (reason, dead-lettered, dropped).
+    pub fn losses(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut out: Vec<(&'static str, u64, u64)> = Vec::new();
+        for vh in self.vhosts.iter() {
+            for (reason, d, x) in vh.losses.losses() {
+                match out.iter_mut().find(|r| r.0 == reason) {
+                    Some(r) => {
+                        r.1 += d;
+                        r.2 += x;
+                    }
+                    None => out.push((reason, d, x)),
+                }
+            }
+        }
+        out
+    }
+
     /// Fresh state with the default vhost "/" and the default user with full rights on it.
     pub fn new(config: Config, store: Arc<crate::store::StoreEnv>) -> Self {
         let st = BrokerState {
@@ -57,6 +92,7 @@ impl BrokerState {
             vhosts: DashMap::new(),
             permissions: DashMap::new(),
             connections: DashMap::new(),
+            stats: Default::default(),
             next_conn_id: AtomicU64::new(1),
             config,
         };

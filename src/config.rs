@@ -41,6 +41,9 @@ pub struct Config {
     pub http_port: Option<u16>,
     /// Prometheus metrics port (rabbitmq_prometheus's 15692); `None` disables it.
     pub metrics_port: Option<u16>,
+    /// How often the management API samples message counters for rates, ms (RabbitMQ's
+    /// collect_statistics_interval).
+    pub stats_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             http_bind: "0.0.0.0".into(),
             http_port: Some(15672),
             metrics_port: Some(15692),
+            stats_interval_ms: 5000,
         }
     }
 }

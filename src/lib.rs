@@ -25,6 +25,7 @@ pub mod message;
 pub mod protocol;
 pub mod queue;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod vhost;
 
@@ -70,6 +71,13 @@ impl Broker {
         );
         if let Some(l) = http {
             tokio::spawn(http::serve(l, state.clone(), rx.clone()));
+            // Rates are only shown by the API, so only its presence pays for sampling.
+            let every = std::time::Duration::from_millis(state.config.stats_interval_ms.max(100));
+            tokio::spawn(http::runtime::sample_rates(
+                state.clone(),
+                every,
+                rx.clone(),
+            ));
         }
         if let Some(l) = metrics {
             tokio::spawn(http::serve_metrics(l, state.clone(), rx.clone()));

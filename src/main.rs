@@ -97,6 +97,7 @@ fn main() -> std::process::ExitCode {
         http_bind: args.http_bind,
         http_port: (args.http_port != 0).then_some(args.http_port),
         metrics_port: (args.metrics_port != 0).then_some(args.metrics_port),
+        ..warren::Config::default()
     };
     raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -16,7 +16,6 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// A broker with its HTTP servers, and a client logged in as guest.
 struct Env {
@@ -24,12 +23,15 @@ struct Env {
     api: Api,
     /// Base URL of the metrics listener (Warren only).
     metrics: Option<String>,
-    _stop: Option<watch::Sender<bool>>,
 }
 
 impl Env {
     async fn start() -> Env {
-        let tb = common::start().await;
+        Env::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut warren::Config)) -> Env {
+        let tb = common::start_with(adjust).await;
         let Some(broker) = tb.broker() else {
             let base = std::env::var("WARREN_TEST_HTTP")
                 .expect("WARREN_TEST_HTTP must name the management API of the external broker");
@@ -37,26 +39,14 @@ impl Env {
                 api: Api::new(&base, "guest", "guest"),
                 tb,
                 metrics: None,
-                _stop: None,
             };
         };
-        let state = broker.state().clone();
-        let (stop, rx) = watch::channel(false);
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind http");
-        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind metrics");
-        let base = format!("http://{}", http.local_addr().expect("addr"));
-        let metrics_base = format!("http://{}", metrics.local_addr().expect("addr"));
-        tokio::spawn(warren::http::serve(http, state.clone(), rx.clone()));
-        tokio::spawn(warren::http::serve_metrics(metrics, state, rx));
+        let base = format!("http://{}", broker.http_addr().expect("HTTP API enabled"));
+        let metrics = format!("http://{}", broker.metrics_addr().expect("metrics enabled"));
         Env {
             api: Api::new(&base, "guest", "guest"),
             tb,
-            metrics: Some(metrics_base),
-            _stop: Some(stop),
+            metrics: Some(metrics),
         }
     }
 
@@ -1456,4 +1446,343 @@ async fn rabbitmqadmin_v2_works() {
         api.get(&format!("/api/exchanges/%2F/{x}")).await.status,
         404
     );
+}
+
+/// The connection of this test's own `label`led client, from /api/connections.
+async fn own_connection(api: &Api, is_warren: bool, label: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = api.ok("/api/connections").await;
+        if let Some(c) = last.as_array().and_then(|l| {
+            l.iter().find(|c| {
+                c["user"] == "guest"
+                    && (is_warren || c["client_properties"]["connection_name"] == label)
+            })
+        }) {
+            return c.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("connection {label} not listed: {last}");
+}
+
+#[tokio::test]
+async fn channels_and_consumers_are_listed() {
+    let env = Env::start().await;
+    let api = &env.api;
+    let label = unique("chans");
+    let conn = within(Connection::connect(
+        &env.tb.uri,
+        ConnectionProperties::default().with_connection_name(label.as_str().into()),
+    ))
+    .await
+    .expect("connect");
+    let ch1 = within(conn.create_channel()).await.expect("channel 1");
+    let ch2 = within(conn.create_channel()).await.expect("channel 2");
+    within(ch1.confirm_select(Default::default()))
+        .await
+        .expect("confirm.select");
+    within(ch1.basic_qos(7, Default::default()))
+        .await
+        .expect("qos");
+    let q = unique("consumed");
+    declare(&ch1, &q).await;
+    let tag = unique("ctag");
+    let _consumer = within(ch1.basic_consume(
+        q.as_str().into(),
+        tag.as_str().into(),
+        BasicConsumeOptions::default(),
+        FieldTable::from(std::collections::BTreeMap::from([(
+            "x-priority".into(),
+            lapin::types::AMQPValue::LongInt(3),
+        )])),
+    ))
+    .await
+    .expect("consume");
+
+    let c = own_connection(api, env.is_warren(), &label).await;
+    let conn_name = c["name"].as_str().expect("name").to_owned();
+    // RabbitMQ refreshes channel figures every few seconds: poll.
+    let mut listed = Value::Null;
+    for _ in 0..150 {
+        listed = api.ok("/api/channels").await;
+        let ours: Vec<&Value> = listed
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|c| c["connection_details"]["name"] == conn_name.as_str())
+            .collect();
+        if ours.len() == 2 && ours.iter().any(|c| c["consumer_count"] == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ours: Vec<&Value> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|c| c["connection_details"]["name"] == conn_name.as_str())
+        .collect();
+    assert_eq!(ours.len(), 2, "{listed}");
+    let first = ours
+        .iter()
+        .find(|c| c["number"] == ch1.id())
+        .expect("channel 1 listed");
+    let second = ours
+        .iter()
+        .find(|c| c["number"] == ch2.id())
+        .expect("channel 2 listed");
+    assert_eq!(first["confirm"], true, "{first}");
+    assert_eq!(first["prefetch_count"], 7, "{first}");
+    assert_eq!(first["consumer_count"], 1, "{first}");
+    assert_eq!(first["user"], "guest");
+    assert_eq!(first["vhost"], "/");
+    assert_eq!(second["confirm"], false, "{second}");
+    assert_eq!(second["consumer_count"], 0, "{second}");
+    let ch_name = first["name"].as_str().expect("channel name").to_owned();
+    assert_eq!(ch_name, format!("{conn_name} ({})", ch1.id()));
+    let one = api.ok(&format!("/api/channels/{}", enc(&ch_name))).await;
+    assert_eq!(one["number"], ch1.id());
+    assert_error(
+        &api.get("/api/channels/no%20such%20channel").await,
+        404,
+        "Object Not Found",
+    );
+    let per_conn = api
+        .ok(&format!("/api/connections/{}/channels", enc(&conn_name)))
+        .await;
+    assert_eq!(per_conn.as_array().map(Vec::len), Some(2), "{per_conn}");
+    eventually("the connection's channel count", || async {
+        own_connection(api, env.is_warren(), &label).await["channels"] == 2
+    })
+    .await;
+    if env.is_warren() {
+        let o = api.ok("/api/overview").await;
+        assert_eq!(o["object_totals"]["channels"], 2, "{o}");
+    }
+
+    let consumers = api.ok("/api/consumers/%2F").await;
+    let mine = find(&consumers, "consumer_tag", &tag).expect("consumer listed");
+    assert_eq!(mine["queue"]["name"], q.as_str(), "{mine}");
+    assert_eq!(mine["queue"]["vhost"], "/");
+    assert_eq!(mine["ack_required"], true);
+    assert_eq!(mine["exclusive"], false);
+    assert_eq!(mine["prefetch_count"], 7);
+    assert_eq!(mine["arguments"]["x-priority"], 3, "{mine}");
+    assert_eq!(mine["channel_details"]["number"], ch1.id());
+    assert_eq!(
+        mine["channel_details"]["connection_name"],
+        conn_name.as_str()
+    );
+    assert!(find(&api.ok("/api/consumers").await, "consumer_tag", &tag).is_some());
+    assert_error(
+        &api.get("/api/consumers/no-such-vhost").await,
+        404,
+        "Object Not Found",
+    );
+
+    within(ch1.close(200, "bye".into())).await.expect("close");
+    eventually("channel 1 and its consumer gone", || async {
+        let chans = api
+            .ok(&format!("/api/connections/{}/channels", enc(&conn_name)))
+            .await;
+        let consumers = api.ok("/api/consumers").await;
+        chans.as_array().map(Vec::len) == Some(1)
+            && find(&consumers, "consumer_tag", &tag).is_none()
+    })
+    .await;
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+/// A `name{labels} value` sample from a Prometheus text exposition.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number")
+}
+
+#[tokio::test]
+async fn message_counters_and_rates() {
+    // A short sampling interval so rates show up quickly (RabbitMQ's default is 5 s).
+    let env = Env::start_with(|c| c.stats_interval_ms = 200).await;
+    let api = &env.api;
+    let (conn, ch) = within(env.tb.channel()).await;
+    within(ch.confirm_select(Default::default()))
+        .await
+        .expect("confirm.select");
+    let q = unique("counted");
+    declare(&ch, &q).await;
+    for i in 0..10u8 {
+        publish(&ch, "", &q, &[i], BasicProperties::default()).await;
+    }
+    // One unroutable mandatory message, returned.
+    within(ch.basic_publish(
+        "".into(),
+        "no-such-queue".into(),
+        BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        },
+        b"lost",
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm");
+    // Two gets (one auto-ack, one acked), then one rejected without requeue.
+    let got = within(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }))
+        .await
+        .expect("get");
+    assert!(got.is_some());
+    let got = within(ch.basic_get(q.as_str().into(), BasicGetOptions::default()))
+        .await
+        .expect("get")
+        .expect("a message");
+    within(got.ack(BasicAckOptions::default()))
+        .await
+        .expect("ack");
+    let got = within(ch.basic_get(q.as_str().into(), BasicGetOptions::default()))
+        .await
+        .expect("get")
+        .expect("a message");
+    within(got.reject(lapin::options::BasicRejectOptions { requeue: false }))
+        .await
+        .expect("reject");
+
+    let path = format!("/api/queues/%2F/{}", enc(&q));
+    let mut queue = Value::Null;
+    for _ in 0..150 {
+        queue = api.ok(&path).await;
+        if queue["message_stats"]["ack"] == 1 && queue["messages_ready"] == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = &queue["message_stats"];
+    assert_eq!(stats["publish"], 10, "{queue}");
+    assert_eq!(stats["deliver_get"], 3, "{queue}");
+    assert_eq!(stats["ack"], 1, "{queue}");
+    assert!(stats["publish_details"]["rate"].is_number(), "{queue}");
+
+    if !env.is_warren() {
+        return;
+    }
+    // Exact broker-wide figures: this broker has seen nothing else.
+    let o = api.ok("/api/overview").await;
+    let m = &o["message_stats"];
+    assert_eq!(m["publish"], 11, "{o}");
+    assert_eq!(m["confirm"], 11, "{o}");
+    assert_eq!(m["return_unroutable"], 1, "{o}");
+    assert_eq!(m["get_no_ack"], 1, "{o}");
+    assert_eq!(m["get"], 2, "{o}");
+    assert_eq!(m["deliver_get"], 3, "{o}");
+    assert_eq!(m["ack"], 1, "{o}");
+    // Rates come from samples 200 ms apart: the publishes above show, then fade to 0.
+    let rate = |o: &Value| o["message_stats"]["publish_details"]["rate"].as_f64();
+    let mut seen_positive = false;
+    for _ in 0..100 {
+        let o = api.ok("/api/overview").await;
+        let r = rate(&o).expect("a rate");
+        if r > 0.0 {
+            seen_positive = true;
+        } else if seen_positive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen_positive, "publish rate never rose above 0");
+    eventually("publish rate back to 0", || async {
+        rate(&api.ok("/api/overview").await) == Some(0.0)
+    })
+    .await;
+
+    let metrics = env.metrics.clone().expect("metrics");
+    let text = reqwest::get(format!("{metrics}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    let amqp = r#"{protocol="amqp091"}"#;
+    let classic = r#"{protocol="amqp091",queue_type="rabbit_classic_queue"}"#;
+    assert_eq!(
+        sample(
+            &text,
+            &format!("rabbitmq_global_messages_received_total{amqp}")
+        ),
+        11.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("rabbitmq_global_messages_received_confirm_total{amqp}")
+        ),
+        11.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("rabbitmq_global_messages_unroutable_returned_total{amqp}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("rabbitmq_global_messages_confirmed_total{amqp}")
+        ),
+        11.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("rabbitmq_global_messages_delivered_total{classic}")
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("rabbitmq_global_messages_acknowledged_total{classic}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"rabbitmq_global_messages_dead_lettered_rejected_total{queue_type="rabbit_classic_queue",dead_letter_strategy="disabled"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "rabbitmq_channel_messages_published_total"),
+        11.0
+    );
+    assert_eq!(sample(&text, "rabbitmq_channels"), 1.0);
+    let labels = format!(r#"{{vhost="/",queue="{q}"}}"#);
+    assert_eq!(
+        sample(
+            &text,
+            &format!("rabbitmq_queue_messages_published_total{labels}")
+        ),
+        10.0
+    );
+
+    // Counters survive their connection: closed connections stay in the totals.
+    let _ = within(conn.close(200, "bye".into())).await;
+    eventually("connection gone", || async {
+        api.ok("/api/connections")
+            .await
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    })
+    .await;
+    let o = api.ok("/api/overview").await;
+    assert_eq!(o["message_stats"]["publish"], 11, "{o}");
+    assert_eq!(o["message_stats"]["ack"], 1, "{o}");
 }

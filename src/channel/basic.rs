@@ -9,6 +9,7 @@ use crate::message::Message;
 use crate::protocol::assembler::Content;
 use crate::protocol::codec;
 use crate::queue::{Consumer, Credit, NO_ACK_BUDGET, Published, Queue};
+use crate::stats::bump;
 use amq_protocol::protocol::{AMQPClass, basic as bm, confirm, tx};
 use amq_protocol::types::{AMQPValue, FieldTable};
 use std::sync::Arc;
@@ -121,6 +122,7 @@ impl Channel {
         }
         let outcome = self.route(ctx, &exchange, content);
         if let Some(c) = self.confirms.as_mut() {
+            bump(&ctx.counters.publish_confirm, 1);
             c.next += 1;
             let epoch = if outcome.stored && ctx.state.store.coord.fsync_enabled() {
                 ctx.state.store.coord.request()
@@ -148,6 +150,7 @@ impl Channel {
             mut raw_properties,
             body,
         } = *content;
+        bump(&ctx.counters.publish, 1);
         let routing_key = publish.routing_key.as_str().to_owned();
         let mut extra_keys: Vec<String> = Vec::new();
         let mut rewrite = false;
@@ -184,6 +187,7 @@ impl Channel {
             && d.lock().is_duplicate(&msg, crate::queue::now_ms())
         {
             // A duplicate is dropped and still confirmed; it is not "unroutable".
+            bump(&ctx.counters.routed, 1);
             return outcome;
         }
         if let Some(d) = exchange.delayed.get()
@@ -201,6 +205,7 @@ impl Channel {
                 _ => {}
             }
             // Where it will go is only known when due, so it is never returned as unroutable.
+            bump(&ctx.counters.routed, 1);
             return outcome;
         }
         let routed = if exchange.name.is_empty() && msg.routing_key.starts_with(REPLY_PREFIX) {
@@ -230,6 +235,14 @@ impl Channel {
             }
             any || outcome.refused
         };
+        let counters = &ctx.counters;
+        if routed {
+            bump(&counters.routed, 1);
+        } else if publish.mandatory {
+            bump(&counters.return_unroutable, 1);
+        } else {
+            bump(&counters.drop_unroutable, 1);
+        }
         if !routed && publish.mandatory {
             ctx.send_method(
                 self.id,
@@ -387,6 +400,7 @@ impl Channel {
         let queue = ctx.vhost.queue(&name, ctx.id)?;
         check(ctx, Perm::Read, "queue", &name)?;
         let Some((message, left)) = queue.get(g.no_ack) else {
+            bump(&ctx.counters.get_empty, 1);
             ctx.send_method(
                 self.id,
                 AMQPClass::Basic(bm::AMQPMethod::GetEmpty(bm::GetEmpty {})),
@@ -395,6 +409,18 @@ impl Channel {
         };
         let delivery_tag = self.next_tag;
         self.next_tag += 1;
+        let counters = &ctx.counters;
+        bump(
+            if g.no_ack {
+                &counters.get_no_ack
+            } else {
+                &counters.get
+            },
+            1,
+        );
+        if message.redelivered {
+            bump(&counters.redeliver, 1);
+        }
         let m = &message.msg;
         ctx.send_method(
             self.id,
@@ -431,7 +457,7 @@ impl Channel {
     /// ack / nack / reject, single or multiple (tag 0 + multiple = everything outstanding).
     pub(super) fn settle(
         &mut self,
-        _ctx: &mut ConnCtx,
+        ctx: &mut ConnCtx,
         tag: u64,
         multiple: bool,
         how: Settle,
@@ -464,6 +490,9 @@ impl Channel {
         if let Some(tx) = self.tx.as_mut() {
             tx.settles.extend(taken.into_iter().map(|u| (u, how)));
             return Ok(());
+        }
+        if how == Settle::Ack {
+            bump(&ctx.counters.ack, taken.len() as u64);
         }
         self.apply_settles(taken.into_iter().map(|u| (u, how)));
         Ok(())
@@ -557,6 +586,11 @@ impl Channel {
                 stored |= self.route(ctx, &ex, content).stored;
             }
         }
+        let acks = settles
+            .iter()
+            .filter(|(_, how)| *how == Settle::Ack)
+            .count();
+        bump(&ctx.counters.ack, acks as u64);
         self.apply_settles(settles);
         let coord = &ctx.state.store.coord;
         if stored && coord.fsync_enabled() {

@@ -120,7 +120,37 @@ pub struct Channel {
     pub next_timeout: Option<std::time::Instant>,
 }
 
+/// A channel as the management API shows it.
+#[derive(Clone, Debug)]
+pub struct ChannelInfo {
+    pub number: u16,
+    pub confirm: bool,
+    pub transactional: bool,
+    pub prefetch_count: u32,
+    pub global_prefetch_count: u32,
+    pub consumer_count: usize,
+    pub messages_unacknowledged: usize,
+    pub messages_unconfirmed: usize,
+    /// channel.flow(active=false) from the client.
+    pub flow_blocked: bool,
+}
+
 impl Channel {
+    /// A snapshot for the management API.
+    pub fn info(&self) -> ChannelInfo {
+        ChannelInfo {
+            number: self.id,
+            confirm: self.confirms.is_some(),
+            transactional: self.tx.is_some(),
+            prefetch_count: self.prefetch,
+            global_prefetch_count: self.gate.credit.limit(),
+            consumer_count: self.consumers.len(),
+            messages_unacknowledged: self.unacked.len(),
+            messages_unconfirmed: self.confirms.as_ref().map_or(0, |c| c.pending.len()),
+            flow_blocked: !self.gate.active.load(std::sync::atomic::Ordering::Acquire),
+        }
+    }
+
     pub fn new(id: u16) -> Self {
         Channel {
             id,
@@ -330,6 +360,18 @@ impl Channel {
         };
         let delivery_tag = self.next_tag;
         self.next_tag += 1;
+        let counters = &ctx.counters;
+        crate::stats::bump(
+            if no_ack {
+                &counters.deliver_no_ack
+            } else {
+                &counters.deliver
+            },
+            1,
+        );
+        if message.redelivered {
+            crate::stats::bump(&counters.redeliver, 1);
+        }
         let m = &message.msg;
         codec::encode_deliver(
             &mut ctx.out,
@@ -490,6 +532,7 @@ impl Channel {
         let mut run: Option<(u64, u32)> = None;
         let emit_ack = |ctx: &mut ConnCtx, run: Option<(u64, u32)>| {
             if let Some((upto, n)) = run {
+                crate::stats::bump(&ctx.counters.confirm, u64::from(n));
                 ctx.send_method(
                     self.id,
                     AMQPClass::Basic(bm::AMQPMethod::Ack(bm::Ack {

@@ -56,6 +56,8 @@ pub enum ConnEvent {
     },
     /// Close the connection (broker shutdown, operator request).
     Close { code: u16, text: String },
+    /// The management API asks for the open channels.
+    Inspect(tokio::sync::oneshot::Sender<Vec<crate::channel::ChannelInfo>>),
 }
 
 /// Sending half of a connection's event queue.
@@ -125,6 +127,8 @@ pub struct ConnCtx {
     pub exclusive_queues: Vec<Arc<Queue>>,
     /// The client has published: resource alarms block it.
     pub published: bool,
+    /// Message counters, shared read-only with the management API.
+    pub counters: Arc<crate::stats::MsgCounters>,
 }
 
 impl ConnCtx {
@@ -199,6 +203,7 @@ async fn serve(
     tracing::info!(client = %opened.client_name, "connection open");
 
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let counters = Arc::new(crate::stats::MsgCounters::default());
     state.connections.insert(
         id,
         ConnInfo {
@@ -206,6 +211,9 @@ async fn serve(
             user: opened.user.clone(),
             vhost: opened.vhost.name.clone(),
             peer,
+            counters: counters.clone(),
+            connected_at: crate::queue::now_ms(),
+            client_name: opened.client_name.clone(),
         },
     );
     let mut sync_rx = state.store.coord.subscribe();
@@ -222,6 +230,7 @@ async fn serve(
             tx,
             exclusive_queues: Vec::new(),
             published: false,
+            counters,
         },
         channels: HashMap::new(),
         channel_max: opened.channel_max,
@@ -349,7 +358,9 @@ async fn serve(
         }
     }
     conn.cleanup();
-    state.connections.remove(&id);
+    state.stats.retire(&conn.ctx.counters, || {
+        state.connections.remove(&id);
+    });
     if conn.client_closed {
         // After close-ok the client closes the socket; closing first can make it see a reset
         // before it has read close-ok. Wait briefly for its EOF, as RabbitMQ does.
@@ -703,6 +714,16 @@ impl Connection {
                 }
             }
             ConnEvent::Close { code, text } => self.close_with(AmqpError::new(code, text)),
+            ConnEvent::Inspect(reply) => {
+                let mut infos: Vec<_> = self
+                    .channels
+                    .values()
+                    .filter(|c| !c.closing)
+                    .map(|c| c.info())
+                    .collect();
+                infos.sort_by_key(|c| c.number);
+                let _ = reply.send(infos);
+            }
         }
     }
 

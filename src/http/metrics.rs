@@ -6,10 +6,11 @@
 //! `prometheus.return_per_object_metrics = true`; `/metrics/per-object` and `/metrics/detailed`
 //! are accepted as aliases. Unauthenticated, as in RabbitMQ.
 //!
-//! Only figures Warren really has are exported: gauges of connections, consumers, queues and
-//! queue depths, process memory and file descriptors, disk space, the memory limit and the
-//! disk and memory alarms. Message counters (published, delivered, acked, ...) need
-//! broker-side counters first.
+//! Exported: gauges of connections, channels, consumers, queues and queue depths, process
+//! memory and file descriptors, disk space, the memory limit and the alarms; message counters
+//! both as rabbitmq_global_* (with the `protocol`/`queue_type` labels RabbitMQ 3.10+ uses) and
+//! as the aggregated rabbitmq_channel_* totals older dashboards read, plus per-queue counters.
+//! Warren's queues report as `rabbit_classic_queue`, the type whose semantics they follow.
 
 use crate::broker::BrokerState;
 use axum::Router;
@@ -53,9 +54,16 @@ pub fn router(state: Arc<BrokerState>) -> Router {
 }
 
 async fn metrics(State(st): State<Arc<BrokerState>>) -> impl IntoResponse {
+    // Only connection tasks know their channels: ask them first.
+    let ids: Vec<u64> = st.connections.iter().map(|c| *c.key()).collect();
+    let channels: usize = super::runtime::inspect(&st, &ids)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
     let st2 = st.clone();
     // Sampling touches /proc and statvfs: keep it off the reactor.
-    let body = tokio::task::spawn_blocking(move || render(&st2))
+    let body = tokio::task::spawn_blocking(move || render(&st2, channels as u64))
         .await
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)
@@ -106,8 +114,204 @@ fn max_fds() -> u64 {
     if rc == 0 { lim.rlim_cur } else { 0 }
 }
 
+/// rabbitmq_prometheus's wording for each dead-letter reason.
+fn dead_letter_cause(reason: &str) -> &'static str {
+    match reason {
+        "expired" => "message TTL exceeded",
+        "rejected" => "basic.reject or basic.nack",
+        "maxlen" => "overflow drop-head or reject-publish-dlx",
+        _ => "delivery-limit exceeded",
+    }
+}
+
+/// Message counters, global and aggregated per channel, named as rabbitmq_prometheus does.
+fn message_counters(out: &mut String, st: &BrokerState) {
+    let c = st.message_totals();
+    const AMQP: &str = "protocol=\"amqp091\"";
+    const CLASSIC: &str = "protocol=\"amqp091\",queue_type=\"rabbit_classic_queue\"";
+    let global: [(&str, &str, &str, u64); 14] = [
+        (
+            "received",
+            AMQP,
+            "messages received from publishers",
+            c.publish,
+        ),
+        (
+            "received_confirm",
+            AMQP,
+            "messages received from publishers expecting confirmations",
+            c.publish_confirm,
+        ),
+        (
+            "routed",
+            AMQP,
+            "messages routed to queues or streams",
+            c.routed,
+        ),
+        (
+            "unroutable_dropped",
+            AMQP,
+            "messages published as non-mandatory into an exchange and dropped as unroutable",
+            c.drop_unroutable,
+        ),
+        (
+            "unroutable_returned",
+            AMQP,
+            "messages published as mandatory into an exchange and returned to the publisher as unroutable",
+            c.return_unroutable,
+        ),
+        (
+            "confirmed",
+            AMQP,
+            "messages confirmed to publishers",
+            c.confirm,
+        ),
+        (
+            "delivered",
+            CLASSIC,
+            "messages delivered to consumers",
+            c.deliver_get(),
+        ),
+        (
+            "delivered_consume_manual_ack",
+            CLASSIC,
+            "messages delivered to consumers using basic.consume with manual acknowledgment",
+            c.deliver,
+        ),
+        (
+            "delivered_consume_auto_ack",
+            CLASSIC,
+            "messages delivered to consumers using basic.consume with automatic acknowledgment",
+            c.deliver_no_ack,
+        ),
+        (
+            "delivered_get_manual_ack",
+            CLASSIC,
+            "messages delivered to consumers using basic.get with manual acknowledgment",
+            c.get,
+        ),
+        (
+            "delivered_get_auto_ack",
+            CLASSIC,
+            "messages delivered to consumers using basic.get with automatic acknowledgment",
+            c.get_no_ack,
+        ),
+        (
+            "get_empty",
+            CLASSIC,
+            "times basic.get operations fetched no message",
+            c.get_empty,
+        ),
+        (
+            "redelivered",
+            CLASSIC,
+            "messages redelivered to consumers",
+            c.redeliver,
+        ),
+        (
+            "acknowledged",
+            CLASSIC,
+            "messages acknowledged by consumers",
+            c.ack,
+        ),
+    ];
+    for (name, labels, help, value) in global {
+        family(
+            out,
+            &format!("rabbitmq_global_messages_{name}_total"),
+            "counter",
+            &format!("Total number of {help}"),
+            &[(labels.to_owned(), value as f64)],
+        );
+    }
+    for (reason, dead_lettered, dropped) in st.losses() {
+        let labels = |strategy: &str| {
+            format!("queue_type=\"rabbit_classic_queue\",dead_letter_strategy=\"{strategy}\"")
+        };
+        family(
+            out,
+            &format!("rabbitmq_global_messages_dead_lettered_{reason}_total"),
+            "counter",
+            &format!(
+                "Total number of messages dead-lettered due to {}",
+                dead_letter_cause(reason)
+            ),
+            &[
+                (labels("at_most_once"), dead_lettered as f64),
+                (labels("disabled"), dropped as f64),
+            ],
+        );
+    }
+    let channel: [(&str, &str, u64); 11] = [
+        (
+            "messages_published",
+            "messages published into an exchange on a channel",
+            c.publish,
+        ),
+        (
+            "messages_confirmed",
+            "messages published into an exchange and confirmed on the channel",
+            c.confirm,
+        ),
+        (
+            "messages_unroutable_returned",
+            "messages published as mandatory into an exchange and returned to the publisher as unroutable",
+            c.return_unroutable,
+        ),
+        (
+            "messages_unroutable_dropped",
+            "messages published as non-mandatory into an exchange and dropped as unroutable",
+            c.drop_unroutable,
+        ),
+        (
+            "get_ack",
+            "messages fetched with basic.get in manual acknowledgement mode",
+            c.get,
+        ),
+        (
+            "get",
+            "messages fetched with basic.get in automatic acknowledgement mode",
+            c.get_no_ack,
+        ),
+        (
+            "messages_delivered_ack",
+            "messages delivered to consumers in manual acknowledgement mode",
+            c.deliver,
+        ),
+        (
+            "messages_delivered",
+            "messages delivered to consumers in automatic acknowledgement mode",
+            c.deliver_no_ack,
+        ),
+        (
+            "messages_redelivered",
+            "messages redelivered to consumers",
+            c.redeliver,
+        ),
+        (
+            "messages_acked",
+            "messages acknowledged by consumers",
+            c.ack,
+        ),
+        (
+            "get_empty",
+            "times basic.get operations fetched no message",
+            c.get_empty,
+        ),
+    ];
+    for (name, help, value) in channel {
+        single(
+            out,
+            &format!("rabbitmq_channel_{name}_total"),
+            "counter",
+            &format!("Total number of {help}"),
+            value as f64,
+        );
+    }
+}
+
 /// The whole exposition.
-pub fn render(st: &BrokerState) -> String {
+pub fn render(st: &BrokerState, channels: u64) -> String {
     let mut out = String::with_capacity(4096);
     let node = super::node_name();
     let version = env!("CARGO_PKG_VERSION");
@@ -149,7 +353,7 @@ pub fn render(st: &BrokerState) -> String {
         queues.extend(qs);
     }
     queues.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
-    let per_queue: Vec<(String, u64, u64, u64)> = queues
+    let per_queue: Vec<(String, u64, u64, u64, crate::stats::QueueCounts)> = queues
         .iter()
         .map(|q| {
             let (ready, consumers) = q.counts();
@@ -158,6 +362,7 @@ pub fn render(st: &BrokerState) -> String {
                 u64::from(ready),
                 q.unacked() as u64,
                 u64::from(consumers),
+                q.message_stats().0,
             )
         })
         .collect();
@@ -199,7 +404,16 @@ pub fn render(st: &BrokerState) -> String {
         "Virtual hosts available",
         vhosts.len() as f64,
     );
-    let pick = |f: fn(&(String, u64, u64, u64)) -> u64| -> Vec<(String, f64)> {
+    single(
+        &mut out,
+        "rabbitmq_channels",
+        "gauge",
+        "Channels currently open",
+        channels as f64,
+    );
+    message_counters(&mut out, st);
+    type Row = (String, u64, u64, u64, crate::stats::QueueCounts);
+    let pick = |f: fn(&Row) -> u64| -> Vec<(String, f64)> {
         per_queue
             .iter()
             .map(|q| (q.0.clone(), f(q) as f64))
@@ -232,6 +446,34 @@ pub fn render(st: &BrokerState) -> String {
         "gauge",
         "Consumers on a queue",
         &pick(|q| q.3),
+    );
+    family(
+        &mut out,
+        "rabbitmq_queue_messages_published_total",
+        "counter",
+        "Total number of messages published to queues",
+        &pick(|q| q.4.publish),
+    );
+    family(
+        &mut out,
+        "rabbitmq_queue_messages_delivered_total",
+        "counter",
+        "Total number of messages delivered from the queue (consume and get)",
+        &pick(|q| q.4.deliver_get),
+    );
+    family(
+        &mut out,
+        "rabbitmq_queue_messages_redelivered_total",
+        "counter",
+        "Total number of messages redelivered from the queue",
+        &pick(|q| q.4.redeliver),
+    );
+    family(
+        &mut out,
+        "rabbitmq_queue_messages_acked_total",
+        "counter",
+        "Total number of messages acknowledged on the queue",
+        &pick(|q| q.4.ack),
     );
 
     single(

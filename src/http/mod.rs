@@ -24,7 +24,7 @@ mod access;
 mod auth;
 mod error;
 pub mod metrics;
-mod runtime;
+pub mod runtime;
 mod topology;
 
 use crate::broker::BrokerState;
@@ -110,7 +110,12 @@ pub fn router(state: Arc<BrokerState>) -> Router {
             "/api/connections/{name}",
             get(r::get_connection).delete(r::close_connection),
         )
+        .route(
+            "/api/connections/{name}/channels",
+            get(r::connection_channels),
+        )
         .route("/api/channels", get(r::list_channels))
+        .route("/api/channels/{name}", get(r::get_channel))
         .route("/api/consumers", get(r::list_consumers))
         .route("/api/consumers/{vhost}", get(r::vhost_consumers))
         .route("/api/exchanges", get(t::list_exchanges))

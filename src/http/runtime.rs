@@ -1,20 +1,25 @@
 //! What is running: `/api/overview`, `/api/nodes`, `/api/connections`, `/api/channels`,
 //! `/api/consumers`.
 //!
-//! Warren does not yet keep per-connection channel lists, client properties, connect times or
-//! message counters, so those fields read as zero or empty; the keys are present because
-//! RabbitMQ's clients require them.
+//! Channels are owned by their connection's task, so listing them asks each connection over
+//! its event queue (`ConnEvent::Inspect`) rather than sharing channel state. Consumers are
+//! read from the queues. Client properties and byte counters are not kept (memory per idle
+//! connection is a target), so those fields read as empty or zero; the keys are present
+//! because RabbitMQ's clients require them.
 
 use super::Shared;
 use super::access::{vhost, vhost_totals, visible_vhosts, zero_rate};
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use crate::broker::ConnInfo;
+use crate::channel::ChannelInfo;
+use crate::stats::Counts;
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 /// Exchange types Warren implements, as `/api/overview` lists them.
 const EXCHANGE_TYPES: &[(&str, &str)] = &[
@@ -74,7 +79,7 @@ fn connection_json(st: &Shared, info: &ConnInfo, node: &str) -> Value {
         "channel_max": st.config.channel_max,
         "frame_max": st.config.frame_max,
         "timeout": st.config.heartbeat,
-        "connected_at": 0,
+        "connected_at": info.connected_at,
         "client_properties": {},
         "recv_oct": 0, "recv_oct_details": zero_rate(),
         "send_oct": 0, "send_oct_details": zero_rate(),
@@ -96,16 +101,24 @@ fn connections(st: &Shared, caller: &Caller, only_vhost: Option<&str>) -> Vec<(u
     out
 }
 
+/// Fills each connection's channel count (only its task knows it).
+async fn with_channel_counts(st: &Shared, list: Vec<(u64, Value)>) -> Vec<Value> {
+    let ids: Vec<u64> = list.iter().map(|c| c.0).collect();
+    let found = inspect(st, &ids).await;
+    list.into_iter()
+        .map(|(id, mut v)| {
+            v["channels"] = json!(found.get(&id).map_or(0, Vec::len));
+            v
+        })
+        .collect()
+}
+
 pub async fn list_connections(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
 ) -> Json<Value> {
-    Json(Value::Array(
-        connections(&st, &caller, None)
-            .into_iter()
-            .map(|c| c.1)
-            .collect(),
-    ))
+    let list = connections(&st, &caller, None);
+    Json(Value::Array(with_channel_counts(&st, list).await))
 }
 
 pub async fn vhost_connections(
@@ -115,12 +128,8 @@ pub async fn vhost_connections(
 ) -> ApiResult<Json<Value>> {
     vhost(&st, &name)?;
     caller.check_visible(&st, &name)?;
-    Ok(Json(Value::Array(
-        connections(&st, &caller, Some(&name))
-            .into_iter()
-            .map(|c| c.1)
-            .collect(),
-    )))
+    let list = connections(&st, &caller, Some(&name));
+    Ok(Json(Value::Array(with_channel_counts(&st, list).await)))
 }
 
 fn find_connection(st: &Shared, caller: &Caller, name: &str) -> ApiResult<(u64, Value)> {
@@ -135,7 +144,9 @@ pub async fn get_connection(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(find_connection(&st, &caller, &name)?.1))
+    let found = find_connection(&st, &caller, &name)?;
+    let mut list = with_channel_counts(&st, vec![found]).await;
+    Ok(Json(list.pop().unwrap_or_default()))
 }
 
 /// Closes a connection with 320 CONNECTION_FORCED; the `X-Reason` header, if any, is the text
@@ -161,9 +172,78 @@ pub async fn close_connection(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Channels are not tracked outside their connection task yet: an empty list.
-pub async fn list_channels(Extension(_caller): Extension<Caller>) -> Json<Value> {
-    Json(json!([]))
+/// Asks each connection in `ids` for its channels; a connection that does not answer within
+/// the deadline (busy, or closing) is left out rather than holding the request.
+pub(crate) async fn inspect(st: &Shared, ids: &[u64]) -> HashMap<u64, Vec<ChannelInfo>> {
+    let mut waiting = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(c) = st.connections.get(id) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if c.tx.send(crate::connection::ConnEvent::Inspect(tx)).is_ok() {
+                waiting.push((*id, rx));
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut out = HashMap::with_capacity(waiting.len());
+    for (id, rx) in waiting {
+        if let Ok(Ok(infos)) = tokio::time::timeout_at(deadline, rx).await {
+            out.insert(id, infos);
+        }
+    }
+    out
+}
+
+fn channel_json(st: &Shared, info: &ConnInfo, ch: &ChannelInfo, node: &str) -> Value {
+    let conn_name = connection_name(st, info);
+    json!({
+        "name": format!("{conn_name} ({})", ch.number),
+        "number": ch.number,
+        "node": node,
+        "user": info.user,
+        "user_who_performed_action": info.user,
+        "vhost": info.vhost,
+        "connection_details": {
+            "name": conn_name,
+            "peer_host": info.peer.ip().to_string(),
+            "peer_port": info.peer.port(),
+        },
+        "state": if ch.flow_blocked { "flow" } else { "running" },
+        "confirm": ch.confirm,
+        "transactional": ch.transactional,
+        "prefetch_count": ch.prefetch_count,
+        "global_prefetch_count": ch.global_prefetch_count,
+        "consumer_count": ch.consumer_count,
+        "messages_unacknowledged": ch.messages_unacknowledged,
+        "messages_unconfirmed": ch.messages_unconfirmed,
+        "messages_uncommitted": 0,
+        "acks_uncommitted": 0,
+    })
+}
+
+/// The channels of the connections the caller may see, sorted by name.
+async fn channels(st: &Shared, caller: &Caller, only_vhost: Option<&str>) -> Vec<Value> {
+    let ids: Vec<u64> = connections(st, caller, only_vhost)
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    let found = inspect(st, &ids).await;
+    let node = super::node_name();
+    let mut out = Vec::new();
+    for id in ids {
+        if let (Some(info), Some(chs)) = (st.connections.get(&id), found.get(&id)) {
+            out.extend(chs.iter().map(|ch| channel_json(st, &info, ch, &node)));
+        }
+    }
+    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    out
+}
+
+pub async fn list_channels(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Value> {
+    Json(Value::Array(channels(&st, &caller, None).await))
 }
 
 pub async fn vhost_channels(
@@ -173,12 +253,93 @@ pub async fn vhost_channels(
 ) -> ApiResult<Json<Value>> {
     vhost(&st, &name)?;
     caller.check_visible(&st, &name)?;
-    Ok(Json(json!([])))
+    Ok(Json(Value::Array(
+        channels(&st, &caller, Some(&name)).await,
+    )))
 }
 
-/// Queues keep their consumers private: an empty list until they expose them.
-pub async fn list_consumers(Extension(_caller): Extension<Caller>) -> Json<Value> {
-    Json(json!([]))
+pub async fn get_channel(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    channels(&st, &caller, None)
+        .await
+        .into_iter()
+        .find(|c| c["name"].as_str() == Some(name.as_str()))
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
+}
+
+pub async fn connection_channels(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (id, _) = find_connection(&st, &caller, &name)?;
+    let found = inspect(&st, &[id]).await;
+    let node = super::node_name();
+    let list = match (st.connections.get(&id), found.get(&id)) {
+        (Some(info), Some(chs)) => chs
+            .iter()
+            .map(|ch| channel_json(&st, &info, ch, &node))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Json(Value::Array(list)))
+}
+
+/// Consumers of the visible vhosts' queues (or one vhost's), as RabbitMQ lists them.
+fn consumers(st: &Shared, caller: &Caller, only_vhost: Option<&str>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for vh in visible_vhosts(st, caller) {
+        if only_vhost.is_some_and(|v| v != vh.name) {
+            continue;
+        }
+        let queues: Vec<_> = vh.queues.iter().map(|q| q.value().clone()).collect();
+        for q in queues {
+            for c in q.consumer_infos() {
+                let Some(info) = st.connections.get(&c.conn_id) else {
+                    continue;
+                };
+                if !caller.sees_all() && info.user != caller.name {
+                    continue;
+                }
+                let conn_name = connection_name(st, &info);
+                let mut arguments = serde_json::Map::new();
+                if c.priority != 0 {
+                    arguments.insert("x-priority".into(), json!(c.priority));
+                }
+                out.push(json!({
+                    "consumer_tag": &*c.tag,
+                    "queue": { "name": q.name, "vhost": q.vhost },
+                    "channel_details": {
+                        "name": format!("{conn_name} ({})", c.channel),
+                        "number": c.channel,
+                        "connection_name": conn_name,
+                        "peer_host": info.peer.ip().to_string(),
+                        "peer_port": info.peer.port(),
+                        "user": info.user,
+                        "node": super::node_name(),
+                    },
+                    "ack_required": c.ack_required,
+                    "exclusive": c.exclusive,
+                    "prefetch_count": c.prefetch_count,
+                    "active": c.active,
+                    "activity_status": if c.active { "up" } else { "waiting" },
+                    "arguments": arguments,
+                }));
+            }
+        }
+    }
+    out
+}
+
+pub async fn list_consumers(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Value> {
+    Json(Value::Array(consumers(&st, &caller, None)))
 }
 
 pub async fn vhost_consumers(
@@ -188,7 +349,77 @@ pub async fn vhost_consumers(
 ) -> ApiResult<Json<Value>> {
     vhost(&st, &name)?;
     caller.check_visible(&st, &name)?;
-    Ok(Json(json!([])))
+    Ok(Json(Value::Array(consumers(&st, &caller, Some(&name)))))
+}
+
+/// RabbitMQ's message_stats object from `(name, count, rate per second)` rows.
+pub fn message_stats_json(rows: &[(&str, u64, f64)]) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, count, rate) in rows {
+        m.insert((*name).into(), json!(count));
+        m.insert(format!("{name}_details"), json!({ "rate": rate }));
+    }
+    Value::Object(m)
+}
+
+/// Per-second rate of one counter over a sampling window (0 until two samples exist).
+pub fn rate<T>(window: &Option<(T, T, f64)>, f: impl Fn(&T) -> u64) -> f64 {
+    match window {
+        Some((a, b, secs)) => f(b).saturating_sub(f(a)) as f64 / secs,
+        None => 0.0,
+    }
+}
+
+/// The broker's message_stats for /api/overview: live counts, rates over the last sampling
+/// window.
+fn overview_stats(st: &Shared) -> Value {
+    let now = st.message_totals();
+    let window = st.stats.samples.lock().window();
+    type Field = fn(&Counts) -> u64;
+    let rows: [(&str, Field); 11] = [
+        ("publish", |c| c.publish),
+        ("confirm", |c| c.confirm),
+        ("return_unroutable", |c| c.return_unroutable),
+        ("drop_unroutable", |c| c.drop_unroutable),
+        ("deliver", |c| c.deliver),
+        ("deliver_no_ack", |c| c.deliver_no_ack),
+        ("get", |c| c.get),
+        ("get_no_ack", |c| c.get_no_ack),
+        ("deliver_get", |c| c.deliver_get()),
+        ("redeliver", |c| c.redeliver),
+        ("ack", |c| c.ack),
+    ];
+    let rows: Vec<(&str, u64, f64)> = rows
+        .iter()
+        .map(|(name, f)| (*name, f(&now), rate(&window, f)))
+        .collect();
+    message_stats_json(&rows)
+}
+
+/// Samples the broker's and every queue's counters each `interval`, for rates.
+pub async fn sample_rates(
+    st: Shared,
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let at = std::time::Instant::now();
+        let totals = st.message_totals();
+        st.stats.samples.lock().push(at, totals);
+        let vhosts: Vec<_> = st.vhosts.iter().map(|v| v.value().clone()).collect();
+        for vh in vhosts {
+            let queues: Vec<_> = vh.queues.iter().map(|q| q.value().clone()).collect();
+            for q in queues {
+                q.sample_rates(at);
+            }
+        }
+    }
 }
 
 /// Broker-wide object counts: (connections, consumers, exchanges, queues, ready, unacked).
@@ -229,6 +460,11 @@ pub async fn overview(
 ) -> Json<Value> {
     let node = super::node_name();
     let t = totals(&st, &caller);
+    let ids: Vec<u64> = connections(&st, &caller, None)
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    let channels: usize = inspect(&st, &ids).await.values().map(Vec::len).sum();
     let version = env!("CARGO_PKG_VERSION");
     let compat = super::RABBITMQ_COMPAT_VERSION;
     Json(json!({
@@ -249,7 +485,7 @@ pub async fn overview(
         })).collect::<Vec<_>>(),
         "object_totals": {
             "connections": t.connections,
-            "channels": 0,
+            "channels": channels,
             "consumers": t.consumers,
             "exchanges": t.exchanges,
             "queues": t.queues,
@@ -262,7 +498,7 @@ pub async fn overview(
             "messages_unacknowledged": t.unacked,
             "messages_unacknowledged_details": zero_rate(),
         },
-        "message_stats": {},
+        "message_stats": overview_stats(&st),
         "churn_rates": {
             "connection_created": 0, "connection_closed": 0,
             "channel_created": 0, "channel_closed": 0,

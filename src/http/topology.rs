@@ -221,7 +221,24 @@ fn queue_json(q: &Queue, node: &str) -> Value {
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_details": zero_rate(),
         "memory": MEMORY_PER_QUEUE + MEMORY_PER_MESSAGE * (ready + unacked),
+        "message_stats": queue_stats(q),
     })
+}
+
+/// A queue's message_stats: counts since declaration, rates over the last sampling window.
+fn queue_stats(q: &Queue) -> Value {
+    use super::runtime::rate;
+    let (c, window) = q.message_stats();
+    super::runtime::message_stats_json(&[
+        ("publish", c.publish, rate(&window, |c| c.publish)),
+        (
+            "deliver_get",
+            c.deliver_get,
+            rate(&window, |c| c.deliver_get),
+        ),
+        ("redeliver", c.redeliver, rate(&window, |c| c.redeliver)),
+        ("ack", c.ack, rate(&window, |c| c.ack)),
+    ])
 }
 
 fn queues_of(vh: &VHost, node: &str) -> Vec<Value> {

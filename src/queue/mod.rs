@@ -141,6 +141,19 @@ pub struct Consumer {
     pub gate: Arc<ChannelGate>,
 }
 
+/// A consumer as the management API shows it.
+pub struct ConsumerInfo {
+    pub tag: Arc<str>,
+    pub conn_id: u64,
+    pub channel: u16,
+    pub ack_required: bool,
+    pub exclusive: bool,
+    pub priority: i64,
+    pub prefetch_count: u32,
+    /// False for a single-active-consumer queue's waiting consumers.
+    pub active: bool,
+}
+
 impl Consumer {
     fn ready(&self) -> bool {
         self.gate.active.load(Ordering::Acquire)
@@ -180,6 +193,10 @@ struct QueueState {
     expiry_armed: bool,
     /// x-message-deduplication cache.
     dedup: Option<crate::dedup::Dedup>,
+    /// Message counters (management API message_stats).
+    counts: crate::stats::QueueCounts,
+    /// Samples of `counts` for rates.
+    rates: crate::stats::Samples<crate::stats::QueueCounts>,
 }
 
 /// Declared properties of a queue, fixed at declaration (equivalence is checked against them).
@@ -254,6 +271,8 @@ impl Queue {
                 had_consumers: false,
                 expiry_armed: false,
                 dedup,
+                counts: Default::default(),
+                rates: Default::default(),
             }),
             deleted: AtomicBool::new(false),
             last_used: AtomicU64::new(now_ms()),
@@ -327,6 +346,7 @@ impl Queue {
                 if !st.store.push(QueuedMessage::new(seq, msg, expires_at)) {
                     Published::Refused
                 } else {
+                    st.counts.publish += 1;
                     if args.overflow == Overflow::DropHead {
                         while args.exceeded(st.store.len() as u64, st.store.bytes()) {
                             let Some(old) = st.store.pop() else { break };
@@ -416,7 +436,7 @@ impl Queue {
                 st.store.requeue(qm);
                 break;
             };
-            let (no_ack, seq, stored) = (c.no_ack, qm.seq, qm.stored);
+            let (no_ack, seq, stored, again) = (c.no_ack, qm.seq, qm.stored, qm.redelivered);
             let ack_copy = (no_ack && stored).then(|| qm.clone());
             let event = ConnEvent::Deliver {
                 channel: c.channel,
@@ -427,6 +447,8 @@ impl Queue {
             };
             match c.tx.send(event) {
                 Ok(()) => {
+                    st.counts.deliver_get += 1;
+                    st.counts.redeliver += u64::from(again);
                     if let Some(m) = ack_copy {
                         st.store.ack(&m);
                     } else if !no_ack {
@@ -463,6 +485,8 @@ impl Queue {
             let mut st = self.state.lock();
             let mut now = 0;
             Self::pop_live(&mut st, &mut now, &mut dead).map(|qm| {
+                st.counts.deliver_get += 1;
+                st.counts.redeliver += u64::from(qm.redelivered);
                 if no_ack {
                     st.store.ack(&qm);
                 } else {
@@ -488,6 +512,7 @@ impl Queue {
         for m in messages {
             st.store.ack(m);
             st.unacked = st.unacked.saturating_sub(1);
+            st.counts.ack += 1;
         }
     }
 
@@ -536,8 +561,22 @@ impl Queue {
         if items.is_empty() {
             return;
         }
-        if let (Some(dlx), Some(vhost)) =
-            (&self.args.dead_letter_exchange, self.vhost_ref.upgrade())
+        let vhost = self.vhost_ref.upgrade();
+        if let Some(vh) = &vhost {
+            let has_dlx = self
+                .args
+                .dead_letter_exchange
+                .as_ref()
+                .is_some_and(|x| vh.exchanges.contains_key(x));
+            for (_, reason) in &items {
+                if has_dlx {
+                    vh.losses.count_dead_lettered(*reason, 1);
+                } else {
+                    vh.losses.count_dropped(*reason, 1);
+                }
+            }
+        }
+        if let (Some(dlx), Some(vhost)) = (&self.args.dead_letter_exchange, vhost)
             && let Ok(exchange) = vhost.exchange(dlx)
         {
             let now_secs = now_ms() / 1000;
@@ -678,6 +717,39 @@ impl Queue {
     pub fn counts(&self) -> (u32, u32) {
         let st = self.state.lock();
         (st.store.len() as u32, st.consumers.len() as u32)
+    }
+
+    /// Message counters since the queue was declared (or recovered), and the last sampling
+    /// window (earlier, later, seconds) for rates.
+    pub fn message_stats(&self) -> crate::stats::QueueStats {
+        let st = self.state.lock();
+        (st.counts, st.rates.window())
+    }
+
+    /// Takes a rate sample (the management API's sampler calls this periodically).
+    pub fn sample_rates(&self, at: std::time::Instant) {
+        let mut st = self.state.lock();
+        let c = st.counts;
+        st.rates.push(at, c);
+    }
+
+    /// Its consumers, for the management API.
+    pub fn consumer_infos(&self) -> Vec<ConsumerInfo> {
+        let st = self.state.lock();
+        st.consumers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ConsumerInfo {
+                tag: c.tag.clone(),
+                conn_id: c.conn_id,
+                channel: c.channel,
+                ack_required: !c.no_ack,
+                exclusive: c.exclusive,
+                priority: c.priority,
+                prefetch_count: if c.no_ack { 0 } else { c.credit.limit() },
+                active: !self.args.single_active_consumer || i == 0,
+            })
+            .collect()
     }
 
     /// Messages delivered and not yet settled.

@@ -50,6 +50,8 @@ pub struct VHost {
     /// Serialises topology changes with their log appends, so the definitions log records
     /// them in the order they took effect.
     topology: parking_lot::Mutex<()>,
+    /// Messages dead-lettered or dropped by this vhost's queues.
+    pub losses: crate::stats::Losses,
 }
 
 impl VHost {
@@ -61,6 +63,7 @@ impl VHost {
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             topology: parking_lot::Mutex::new(()),
+            losses: Default::default(),
         };
         for (n, k) in [
             ("", ExchangeKind::Direct),
