@@ -25,6 +25,8 @@ pub struct ConsumerCfg {
     pub multi_ack_every: u64,
     /// Messages to consume; 0 = unlimited.
     pub count: u64,
+    /// Messages per second this consumer takes at most (0 = as fast as they come).
+    pub rate: f64,
 }
 
 /// Sets prefetch and starts consuming.
@@ -96,9 +98,21 @@ async fn pump(
     let mut wbuf: Vec<u8> = Vec::with_capacity(4096);
     let mut done = false;
     let marker = run_marker();
+    let mut paced_from: Option<tokio::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return Ok(());
+        }
+        if cfg.rate > 0.0
+            && let Some(t0) = paced_from
+        {
+            // A slow consumer: do not read on before this many messages are "due". Unread
+            // deliveries stay in the socket, so the broker sees a consumer that cannot keep up.
+            let due = t0 + std::time::Duration::from_secs_f64(total as f64 / cfg.rate);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = stop.changed() => continue,
+            }
         }
         tokio::select! {
             r = conn.stream.read_buf(&mut conn.rbuf) => {
@@ -180,6 +194,7 @@ async fn pump(
             wbuf.clear();
         }
         if completed > 0 {
+            paced_from.get_or_insert_with(tokio::time::Instant::now);
             total += completed;
             shared.delivered.fetch_add(completed, Ordering::SeqCst);
             shared.wake_producers();

@@ -79,6 +79,10 @@ struct Args {
     /// Total publish rate in messages/s across producers (0 = unlimited).
     #[arg(long, short = 'r', default_value_t = 0.0)]
     rate: f64,
+    /// Total consume rate in messages/s across consumers (0 = unlimited): a slow consumer, for
+    /// flow-control runs (PerfTest's --consumer-rate).
+    #[arg(long, default_value_t = 0.0)]
+    consumer_rate: f64,
     /// Run length in seconds (default 10 when no message count is given).
     #[arg(long, short = 'z')]
     duration: Option<f64>,
@@ -361,6 +365,7 @@ async fn run(args: &Args) -> Result<()> {
             autoack: args.autoack,
             multi_ack_every: args.multi_ack_every,
             count: args.cmessages,
+            rate: args.consumer_rate / args.consumers.max(1) as f64,
         };
         let mut c = Conn::open(&uri, &format!("warren-perf consumer {j}")).await?;
         consumer::subscribe(&mut c, &cfg, &format!("warren-perf-{j}")).await?;
@@ -544,6 +549,7 @@ async fn run(args: &Args) -> Result<()> {
         "autoack": args.autoack,
         "multi_ack_every": args.multi_ack_every,
         "rate_target": args.rate,
+        "consumer_rate_target": args.consumer_rate,
         "max_unconsumed": args.max_unconsumed,
         "published": published,
         "confirmed": confirmed,
