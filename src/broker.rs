@@ -26,6 +26,8 @@ pub struct ConnInfo {
     pub user: String,
     pub vhost: String,
     pub peer: SocketAddr,
+    /// The TLS version (RabbitMQ's spelling) for AMQPS connections, `None` for plain TCP.
+    pub tls: Option<&'static str>,
 }
 
 /// Shared broker state.
