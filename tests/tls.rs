@@ -370,3 +370,45 @@ async fn bad_tls_files_stop_the_start() {
     .await);
     assert!(e.contains("tls_ca"), "{e}");
 }
+
+#[tokio::test]
+async fn the_binary_serves_amqps_from_its_config_file() {
+    use common::process::{Process, free_port};
+    let pki = pki();
+    let tls_port = free_port();
+    let config = pki.path("warren.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1\"\nport = {}\nhttp_port = 0\nmetrics_port = 0\n\
+             data_dir = {:?}\ntls_port = {tls_port}\ntls_cert = {:?}\ntls_key = {:?}\n",
+            free_port(),
+            pki.path("data").display().to_string(),
+            pki.path("server.pem").display().to_string(),
+            pki.path("server.key").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mut warren = Process::spawn(pki.dir.path(), &["--config", &config], &[]);
+    warren
+        .wait_listening(std::net::SocketAddr::from(([127, 0, 0, 1], tls_port)))
+        .await;
+    let uri = format!("amqps://guest:guest@127.0.0.1:{tls_port}/%2f");
+    let conn = connect_tls(&uri, tls_config(Some(&pki.ca), None))
+        .await
+        .expect("AMQPS to the binary");
+    round_trip(&conn, "from-binary", &[b"over tls".to_vec()]).await;
+    within(conn.close(200, "bye".into())).await.unwrap();
+    warren.stop().await;
+    assert!(
+        warren_output_mentions(&pki, "ready to accept AMQPS connections"),
+        "no AMQPS listener in the log"
+    );
+}
+
+fn warren_output_mentions(pki: &Pki, text: &str) -> bool {
+    std::fs::read_to_string(pki.path("warren.out"))
+        .unwrap_or_default()
+        .contains(text)
+}
