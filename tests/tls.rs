@@ -195,6 +195,40 @@ async fn publish_and_consume_over_tls() {
     )
     .await;
     assert_eq!(live_tls(&tb), [Some("tlsv1.3"), None]);
+
+    // The management API tells the two apart as RabbitMQ does, by listener port and "ssl".
+    let broker = tb.broker().unwrap();
+    let url = format!("http://{}/api/connections", broker.http_addr().unwrap());
+    let conns: Vec<serde_json::Value> = within(
+        reqwest::Client::new()
+            .get(&url)
+            .basic_auth("guest", Some("guest"))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let mut seen: Vec<_> = conns
+        .iter()
+        .map(|c| {
+            (
+                c["ssl"].clone(),
+                c["ssl_protocol"].clone(),
+                c["port"].clone(),
+            )
+        })
+        .collect();
+    seen.sort_by_key(|s| s.0.as_bool());
+    let tls_port = broker.tls_addr().unwrap().port();
+    assert_eq!(
+        seen,
+        [
+            (false.into(), serde_json::Value::Null, tb.addr.port().into()),
+            (true.into(), "tlsv1.3".into(), tls_port.into()),
+        ]
+    );
     within(plain.close(200, "bye".into())).await.unwrap();
     within(conn.close(200, "bye".into())).await.unwrap();
     tb.stop().await;

@@ -79,6 +79,9 @@ fn connection_json(st: &Shared, info: &ConnInfo, node: &str) -> Value {
         "peer_port": info.peer.port(),
         "ssl": info.tls.is_some(),
         "ssl_protocol": info.tls,
+        // Keys RabbitMQ always sends; Warren does not report these details yet.
+        "ssl_key_exchange": null, "ssl_cipher": null, "ssl_hash": null,
+        "peer_cert_subject": null, "peer_cert_issuer": null, "peer_cert_validity": null,
         "auth_mechanism": "PLAIN",
         "channels": 0,
         "channel_max": st.config.channel_max,
