@@ -170,6 +170,21 @@ fn live_tls(tb: &TestBroker) -> Vec<Option<&'static str>> {
     conns.into_iter().map(|(_, tls)| tls).collect()
 }
 
+/// GET from the broker's management API as guest.
+async fn api_get(broker: &warren::Broker, path: &str) -> serde_json::Value {
+    let url = format!("http://{}{path}", broker.http_addr().unwrap());
+    let resp = within(
+        reqwest::Client::new()
+            .get(&url)
+            .basic_auth("guest", Some("guest"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn publish_and_consume_over_tls() {
     let pki = pki();
@@ -198,19 +213,10 @@ async fn publish_and_consume_over_tls() {
 
     // The management API tells the two apart as RabbitMQ does, by listener port and "ssl".
     let broker = tb.broker().unwrap();
-    let url = format!("http://{}/api/connections", broker.http_addr().unwrap());
-    let conns: Vec<serde_json::Value> = within(
-        reqwest::Client::new()
-            .get(&url)
-            .basic_auth("guest", Some("guest"))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let conns = api_get(broker, "/api/connections").await;
     let mut seen: Vec<_> = conns
+        .as_array()
+        .unwrap()
         .iter()
         .map(|c| {
             (
@@ -227,6 +233,20 @@ async fn publish_and_consume_over_tls() {
         [
             (false.into(), serde_json::Value::Null, tb.addr.port().into()),
             (true.into(), "tlsv1.3".into(), tls_port.into()),
+        ]
+    );
+    let overview = api_get(broker, "/api/overview").await;
+    let listeners: Vec<_> = overview["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["protocol"].clone(), l["port"].clone()))
+        .collect();
+    assert_eq!(
+        listeners,
+        [
+            ("amqp".into(), tb.addr.port().into()),
+            ("amqp/ssl".into(), tls_port.into())
         ]
     );
     within(plain.close(200, "bye".into())).await.unwrap();
