@@ -1,5 +1,6 @@
-//! `warren`: parses flags and environment, initialises logging, runs the broker until SIGTERM or
-//! SIGINT, then closes connections with 320 CONNECTION_FORCED and exits 0.
+//! `warren`: reads flags, environment and the config file (see `warren::config`), initialises
+//! logging, runs the broker until SIGTERM or SIGINT, then closes connections with 320
+//! CONNECTION_FORCED and exits 0.
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -65,10 +66,12 @@ fn main() -> std::process::ExitCode {
 /// that does not parse is reported rather than silently replaced.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let (filter, bad) = match ["WARREN_LOG", "RUST_LOG"]
-        .into_iter()
-        .find_map(|var| std::env::var(var).ok().map(|v| (var, v)))
-    {
+    let (filter, bad) = match ["WARREN_LOG", "RUST_LOG"].into_iter().find_map(|var| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| (var, v))
+    }) {
         Some((var, value)) => match EnvFilter::try_new(&value) {
             Ok(f) => (f, None),
             Err(e) => (
