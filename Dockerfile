@@ -19,7 +19,8 @@ ENV WARREN_BIND=0.0.0.0 \
     WARREN_PORT=5672 \
     WARREN_DATA_DIR=/var/lib/warren
 VOLUME /var/lib/warren
-EXPOSE 5672
+# 5671 (AMQPS) is served once WARREN_TLS_CERT and WARREN_TLS_KEY name mounted PEM files.
+EXPOSE 5672 5671
 USER warren
 
 # Healthy once the listener answers the AMQP 0-9-1 protocol header with a frame

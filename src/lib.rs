@@ -27,6 +27,7 @@ pub mod queue;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod vhost;
 
 pub use config::Config;
@@ -39,6 +40,7 @@ use tokio::sync::watch;
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
 pub struct Broker {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     state: Arc<BrokerState>,
@@ -49,10 +51,22 @@ pub struct Broker {
 impl Broker {
     /// Binds the listener and starts accepting connections.
     pub async fn start(mut config: Config) -> std::io::Result<Broker> {
+        // Bad certificate files stop the start, before anything is bound.
+        let acceptor = tls::acceptor(&config)?;
         let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
         let local_addr = listener.local_addr()?;
         // The management API reports the real port and names connections by it.
         config.port = local_addr.port();
+        let tls = match acceptor {
+            Some(acceptor) => {
+                let listener =
+                    tokio::net::TcpListener::bind((config.bind.as_str(), config.tls_port)).await?;
+                config.tls_port = listener.local_addr()?.port();
+                Some(server::TlsListener { listener, acceptor })
+            }
+            None => None,
+        };
+        let tls_addr = tls.as_ref().map(|t| t.listener.local_addr()).transpose()?;
         let http = bind_optional(&config.http_bind, config.http_port).await?;
         let metrics = bind_optional(&config.http_bind, config.metrics_port).await?;
         let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -82,10 +96,14 @@ impl Broker {
         if let Some(l) = metrics {
             tokio::spawn(http::serve_metrics(l, state.clone(), rx.clone()));
         }
-        let server = tokio::spawn(server::serve(listener, state.clone(), rx));
+        let server = tokio::spawn(server::serve(listener, tls, state.clone(), rx));
+        if let Some(addr) = tls_addr {
+            tracing::info!(%addr, "ready to accept AMQPS connections");
+        }
         tracing::info!(%local_addr, "ready to accept connections");
         Ok(Broker {
             local_addr,
+            tls_addr,
             http_addr,
             metrics_addr,
             state,
@@ -97,6 +115,11 @@ impl Broker {
     /// The address the AMQP listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the AMQPS listener, when TLS is configured (useful with port 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Where the management API listens, if enabled (useful with port 0).

@@ -11,6 +11,7 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 /// RabbitMQ's handshake_timeout.
@@ -106,7 +107,10 @@ fn client_caps(props: &FieldTable) -> (ClientCaps, String) {
     (caps, name)
 }
 
-async fn expect_method(reader: &mut FrameReader, frame_max: u32) -> Result<AMQPClass, Failed> {
+async fn expect_method<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    frame_max: u32,
+) -> Result<AMQPClass, Failed> {
     let frame = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next(frame_max))
         .await
         .map_err(|_| Failed::Gone)??;
@@ -132,8 +136,8 @@ fn send(out: &mpsc::Sender<Vec<u8>>, method: AMQPClass) -> impl Future<Output = 
 }
 
 /// Runs the handshake after the protocol header was accepted.
-pub async fn run(
-    reader: &mut FrameReader,
+pub async fn run<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
     out: &mpsc::Sender<Vec<u8>>,
     state: &BrokerState,
     peer: SocketAddr,

@@ -26,9 +26,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -66,9 +65,42 @@ pub type ConnSender = mpsc::UnboundedSender<ConnEvent>;
 /// How long we wait for close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A client's byte stream: plain TCP, or TLS over TCP. The connection code is generic over it
+/// (not boxed) so plain TCP keeps its lock-free owned halves and static dispatch; only TLS,
+/// whose reads and writes share one session, pays for `tokio::io::split`'s lock.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    type Read: AsyncRead + Unpin + Send + 'static;
+    type Write: AsyncWrite + Unpin + Send + 'static;
+    fn split(self) -> (Self::Read, Self::Write);
+    /// The negotiated TLS version as RabbitMQ names it, `None` for plain TCP.
+    fn tls_protocol(&self) -> Option<&'static str>;
+}
+
+impl Transport for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn split(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+    fn tls_protocol(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+impl Transport for crate::tls::TlsStream {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+    fn split(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+    fn tls_protocol(&self) -> Option<&'static str> {
+        Some(crate::tls::protocol_name(self))
+    }
+}
+
 /// Reads whole frames off the socket.
-pub struct FrameReader {
-    socket: OwnedReadHalf,
+pub struct FrameReader<R> {
+    socket: R,
     buf: BytesMut,
 }
 
@@ -79,7 +111,7 @@ pub enum ReadError {
     Eof,
 }
 
-impl FrameReader {
+impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Next complete frame (cancel-safe: partial input stays in the buffer).
     pub async fn next(&mut self, frame_max: u32) -> Result<Frame, ReadError> {
         loop {
@@ -138,8 +170,8 @@ impl ConnCtx {
 }
 
 /// Serves one client socket to completion.
-pub async fn run(
-    socket: TcpStream,
+pub async fn run<S: Transport>(
+    socket: S,
     peer: SocketAddr,
     state: Arc<BrokerState>,
     shutdown: watch::Receiver<bool>,
@@ -151,14 +183,14 @@ pub async fn run(
         .await
 }
 
-async fn serve(
-    mut socket: TcpStream,
+async fn serve<S: Transport>(
+    mut socket: S,
     peer: SocketAddr,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
     id: u64,
 ) {
-    let _ = socket.set_nodelay(true);
+    let tls = socket.tls_protocol();
     let mut header = [0u8; 8];
     match tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut header)).await {
         Ok(Ok(_)) if &header == PROTOCOL_HEADER => {}
@@ -170,7 +202,7 @@ async fn serve(
         }
         _ => return,
     }
-    let (read_half, write_half) = socket.into_split();
+    let (read_half, write_half) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(writer::QUEUED_BUFFERS);
     let (recycle_tx, mut recycle_rx) = mpsc::unbounded_channel();
     let writer_task = tokio::spawn(writer::run(write_half, out_rx, recycle_tx));
@@ -200,7 +232,7 @@ async fn serve(
     let span = tracing::Span::current();
     span.record("user", opened.user.as_str());
     span.record("vhost", opened.vhost.name.as_str());
-    tracing::info!(client = %opened.client_name, "connection open");
+    tracing::info!(client = %opened.client_name, tls = tls.unwrap_or("no"), "connection open");
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let counters = Arc::new(crate::stats::MsgCounters::default());
@@ -214,6 +246,7 @@ async fn serve(
             counters: counters.clone(),
             connected_at: crate::queue::now_ms(),
             client_name: opened.client_name.clone(),
+            tls,
         },
     );
     let mut sync_rx = state.store.coord.subscribe();

@@ -2,8 +2,7 @@
 //! whole buffers over here, so a batch of frames costs one write; the bounded hand-over queue is
 //! what makes a slow-reading client stop the connection task instead of growing memory.
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Buffers queued towards the socket before the connection task waits.
@@ -11,8 +10,8 @@ pub const QUEUED_BUFFERS: usize = 4;
 
 /// Writes buffers until the sender is dropped or the socket fails, returning emptied buffers
 /// for reuse.
-pub async fn run(
-    mut socket: OwnedWriteHalf,
+pub async fn run<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut rx: mpsc::Receiver<Vec<u8>>,
     recycle: mpsc::UnboundedSender<Vec<u8>>,
 ) {

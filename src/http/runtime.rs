@@ -55,8 +55,17 @@ fn connection_name(st: &Shared, info: &ConnInfo) -> String {
         "{} -> {}:{}",
         info.peer,
         server_host(st, info),
-        st.config.port
+        server_port(st, info)
     )
+}
+
+/// The port of the listener the connection came in on.
+fn server_port(st: &Shared, info: &ConnInfo) -> u16 {
+    if info.tls.is_some() {
+        st.config.tls_port
+    } else {
+        st.config.port
+    }
 }
 
 fn connection_json(st: &Shared, info: &ConnInfo, node: &str) -> Value {
@@ -70,10 +79,14 @@ fn connection_json(st: &Shared, info: &ConnInfo, node: &str) -> Value {
         "user_who_performed_action": info.user,
         "vhost": info.vhost,
         "host": server_host(st, info),
-        "port": st.config.port,
+        "port": server_port(st, info),
         "peer_host": info.peer.ip().to_string(),
         "peer_port": info.peer.port(),
-        "ssl": false,
+        "ssl": info.tls.is_some(),
+        "ssl_protocol": info.tls,
+        // Keys RabbitMQ always sends; Warren does not report these details yet.
+        "ssl_key_exchange": null, "ssl_cipher": null, "ssl_hash": null,
+        "peer_cert_subject": null, "peer_cert_issuer": null, "peer_cert_validity": null,
         "auth_mechanism": "PLAIN",
         "channels": 0,
         "channel_max": st.config.channel_max,
@@ -454,6 +467,16 @@ pub fn totals(st: &Shared, caller: &Caller) -> Totals {
     t
 }
 
+/// The AMQP listeners, named as RabbitMQ names them ("amqp", "amqp/ssl").
+fn listeners(st: &Shared, node: &str) -> Vec<Value> {
+    let listener = |protocol: &str, port: u16| json!({"node": node, "protocol": protocol, "ip_address": st.config.bind, "port": port});
+    let mut out = vec![listener("amqp", st.config.port)];
+    if st.config.tls_cert.is_some() {
+        out.push(listener("amqp/ssl", st.config.tls_port));
+    }
+    out
+}
+
 pub async fn overview(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -504,12 +527,7 @@ pub async fn overview(
             "channel_created": 0, "channel_closed": 0,
             "queue_declared": 0, "queue_created": 0, "queue_deleted": 0,
         },
-        "listeners": [{
-            "node": node,
-            "protocol": "amqp",
-            "ip_address": st.config.bind,
-            "port": st.config.port,
-        }],
+        "listeners": listeners(&st, &node),
         "contexts": [{
             "node": node,
             "description": "Warren Management",
