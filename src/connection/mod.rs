@@ -56,6 +56,8 @@ pub enum ConnEvent {
     },
     /// Close the connection (broker shutdown, operator request).
     Close { code: u16, text: String },
+    /// A queue this connection consumes from got a new consumer timeout (policy change).
+    ConsumerTimeoutChanged,
 }
 
 /// Sending half of a connection's event queue.
@@ -703,6 +705,11 @@ impl Connection {
                 }
             }
             ConnEvent::Close { code, text } => self.close_with(AmqpError::new(code, text)),
+            ConnEvent::ConsumerTimeoutChanged => {
+                for ch in self.channels.values_mut() {
+                    ch.consumer_timeout_changed();
+                }
+            }
         }
     }
 
