@@ -564,15 +564,27 @@ impl VHost {
     }
 
     /// Selects and applies the policy of every queue and exchange (called under `topology`).
+    /// Objects whose policy is the very same as before are left alone.
     fn reapply_policies(&self) {
+        let same = |a: &Option<Arc<Policy>>, b: &Option<Arc<Policy>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
         let exchanges: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
         for ex in exchanges {
-            ex.set_policy(self.policy_for(&ex.name, false));
+            let policy = self.policy_for(&ex.name, false);
+            if !same(&policy, &ex.policy()) {
+                ex.set_policy(policy);
+            }
         }
         let queues: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.clone()).collect();
         for q in queues {
-            let old = q.set_policy(self.policy_for(&q.name, true));
-            q.policy_applied(&old);
+            let policy = self.policy_for(&q.name, true);
+            if !same(&policy, &q.policy()) {
+                let old = q.set_policy(policy);
+                q.policy_applied(&old);
+            }
         }
     }
 
