@@ -135,6 +135,12 @@ async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind, args: Fi
         .expect("exchange.declare");
 }
 
+async fn delete_exchange(ch: &Channel, name: &str) {
+    within(ch.exchange_delete(name.into(), Default::default()))
+        .await
+        .expect("exchange.delete");
+}
+
 async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
     within(ch.queue_bind(
         queue.into(),
@@ -448,6 +454,7 @@ async fn policy_changes_an_existing_queue_with_messages_and_a_consumer() {
     assert!(get(&ch, &dead, true).await.is_none());
     delete_queue(&ch, &work).await;
     delete_queue(&ch, &dead).await;
+    delete_exchange(&ch, &dlx).await;
     env.tb.stop().await;
 }
 
@@ -601,6 +608,8 @@ async fn arguments_and_policy_combine_as_in_rabbitmq() {
     for q in [&small, &big, &arg_dead, &pol_dead] {
         delete_queue(&ch, q).await;
     }
+    delete_exchange(&ch, &arg_dlx).await;
+    delete_exchange(&ch, &pol_dlx).await;
     env.tb.stop().await;
 }
 
@@ -661,9 +670,7 @@ async fn alternate_exchange_by_policy() {
         delete_queue(&ch, q).await;
     }
     for x in [&src, &own_src, &ae, &own_ae] {
-        within(ch.exchange_delete(x.as_str().into(), Default::default()))
-            .await
-            .expect("exchange.delete");
+        delete_exchange(&ch, x).await;
     }
     env.tb.stop().await;
 }
@@ -756,6 +763,9 @@ async fn overflow_length_bytes_and_delivery_limit_by_policy() {
     );
     assert!(get(&ch, &work, true).await.is_none());
     clear_policy(api, &pol).await;
+    delete_queue(&ch, &work).await;
+    delete_queue(&ch, &dead).await;
+    delete_exchange(&ch, &dlx).await;
     env.tb.stop().await;
 }
 
