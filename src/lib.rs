@@ -8,6 +8,7 @@
 //! - `queue/`: what happens to a message inside a queue.
 //! - `store/`: where queued messages are kept.
 //! - `auth`: users, password hashes, permissions.
+//! - `policy`: RabbitMQ-style policies (validation, selection, precedence over x-arguments).
 //!
 //! [`Broker::start`] runs a broker in-process (the binary and the tests both use it).
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod exchange;
 pub mod http;
 pub mod message;
+pub mod policy;
 pub mod protocol;
 pub mod queue;
 pub mod server;

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::http::{Api, assert_error, enc};
 use common::{TestBroker, within};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions,
@@ -62,98 +63,6 @@ fn unique(base: &str) -> String {
         .expect("clock after 1970")
         .as_nanos();
     format!("{base}-{}-{nanos}", std::process::id())
-}
-
-/// Percent-encodes a path segment ("/" becomes "%2F").
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// Thin HTTP client: every call returns (status, JSON body or Null).
-#[derive(Clone)]
-struct Api {
-    base: String,
-    user: String,
-    pass: String,
-    http: reqwest::Client,
-}
-
-struct Reply {
-    status: u16,
-    body: Value,
-    headers: reqwest::header::HeaderMap,
-}
-
-impl Api {
-    fn new(base: &str, user: &str, pass: &str) -> Api {
-        Api {
-            base: base.trim_end_matches('/').to_owned(),
-            user: user.to_owned(),
-            pass: pass.to_owned(),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn as_user(&self, user: &str, pass: &str) -> Api {
-        Api {
-            user: user.to_owned(),
-            pass: pass.to_owned(),
-            ..self.clone()
-        }
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        let resp = within(req.basic_auth(&self.user, Some(&self.pass)).send())
-            .await
-            .expect("HTTP request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = within(resp.bytes()).await.expect("HTTP body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        Reply {
-            status,
-            body,
-            headers,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.send(self.http.get(self.url(path))).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> Reply {
-        self.send(self.http.put(self.url(path)).json(&body)).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(self.http.post(self.url(path)).json(&body)).await
-    }
-
-    async fn delete(&self, path: &str) -> Reply {
-        self.send(self.http.delete(self.url(path))).await
-    }
-
-    /// GET that must succeed; returns the body.
-    async fn ok(&self, path: &str) -> Value {
-        let r = self.get(path).await;
-        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
-        r.body
-    }
-}
-
-fn assert_error(r: &Reply, status: u16, error: &str) {
-    assert_eq!(r.status, status, "{}", r.body);
-    assert_eq!(r.body["error"], error, "{}", r.body);
-    assert!(r.body["reason"].is_string(), "{}", r.body);
 }
 
 fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {

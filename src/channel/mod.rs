@@ -46,7 +46,8 @@ struct Unacked {
     /// The consumer credit it holds (None for basic.get deliveries, which prefetch does not
     /// limit); the channel gate credit is held whenever this is Some.
     credit: Option<Arc<Credit>>,
-    /// Consumer deliveries: the consumer and when the consumer timeout strikes.
+    /// Consumer deliveries: the consumer and when it was delivered. The deadline is this plus
+    /// the queue's consumer timeout as it is when checked (a policy may change it meanwhile).
     consumer: Option<(Arc<str>, std::time::Instant)>,
 }
 
@@ -395,11 +396,8 @@ impl Channel {
             }
         } else {
             let credit = Some(c.credit.clone());
-            let timeout = queue
-                .args
-                .consumer_timeout
-                .unwrap_or(ctx.state.config.consumer_timeout_ms);
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout);
+            let delivered_at = std::time::Instant::now();
+            let deadline = delivered_at + consumer_timeout(&queue, ctx);
             if self.next_timeout.is_none_or(|t| deadline < t) {
                 self.next_timeout = Some(deadline);
             }
@@ -410,9 +408,17 @@ impl Channel {
                     queue,
                     message,
                     credit,
-                    consumer: Some((tag.clone(), deadline)),
+                    consumer: Some((tag.clone(), delivered_at)),
                 },
             );
+        }
+    }
+
+    /// A queue's consumer timeout changed (policy): deadlines are recomputed at the next check,
+    /// which is made due now.
+    pub fn consumer_timeout_changed(&mut self) {
+        if self.next_timeout.is_some() {
+            self.next_timeout = Some(std::time::Instant::now());
         }
     }
 
@@ -423,16 +429,21 @@ impl Channel {
         if self.next_timeout.is_none_or(|t| t > now) {
             return Ok(());
         }
+        let deadline = |u: &Unacked| {
+            u.consumer
+                .as_ref()
+                .map(|(_, at)| *at + consumer_timeout(&u.queue, ctx))
+        };
         let expired: Vec<u64> = self
             .unacked
             .iter()
-            .filter(|(_, u)| u.consumer.as_ref().is_some_and(|(_, d)| *d <= now))
+            .filter(|(_, u)| deadline(u).is_some_and(|d| d <= now))
             .map(|(t, _)| *t)
             .collect();
         self.next_timeout = self
             .unacked
             .values()
-            .filter_map(|u| u.consumer.as_ref().map(|(_, d)| *d))
+            .filter_map(deadline)
             .filter(|d| *d > now)
             .min();
         if expired.is_empty() {
@@ -443,11 +454,7 @@ impl Channel {
         let mut timeout_ms = 0;
         for tag in expired {
             if let Some(u) = self.unacked.remove(&tag) {
-                timeout_ms = u
-                    .queue
-                    .args
-                    .consumer_timeout
-                    .unwrap_or(ctx.state.config.consumer_timeout_ms);
+                timeout_ms = consumer_timeout(&u.queue, ctx).as_millis();
                 if let Some((ctag, _)) = &u.consumer
                     && !cancelled.contains(ctag)
                 {
@@ -616,4 +623,15 @@ fn requeue_grouped(items: Vec<Unacked>) {
     for (q, msgs) in groups {
         q.requeue(msgs);
     }
+}
+
+/// The consumer timeout in force for deliveries from `queue`: its argument or policy, else the
+/// broker's default.
+fn consumer_timeout(queue: &Queue, ctx: &ConnCtx) -> std::time::Duration {
+    std::time::Duration::from_millis(
+        queue
+            .args()
+            .consumer_timeout
+            .unwrap_or(ctx.state.config.consumer_timeout_ms),
+    )
 }

@@ -57,6 +57,8 @@ pub enum ConnEvent {
     Close { code: u16, text: String },
     /// The management API asks for the open channels.
     Inspect(tokio::sync::oneshot::Sender<Vec<crate::channel::ChannelInfo>>),
+    /// A queue this connection consumes from got a new consumer timeout (policy change).
+    ConsumerTimeoutChanged,
 }
 
 /// Sending half of a connection's event queue.
@@ -756,6 +758,11 @@ impl Connection {
                     .collect();
                 infos.sort_by_key(|c| c.number);
                 let _ = reply.send(infos);
+            }
+            ConnEvent::ConsumerTimeoutChanged => {
+                for ch in self.channels.values_mut() {
+                    ch.consumer_timeout_changed();
+                }
             }
         }
     }

@@ -6,8 +6,10 @@ pub mod delayed;
 pub mod headers;
 pub mod topic;
 
+use crate::policy::Policy;
 use crate::queue::Queue;
 use amq_protocol::types::FieldTable;
+use arc_swap::ArcSwapOption;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -120,8 +122,11 @@ pub struct ExchangeOptions {
 pub struct Exchange {
     pub name: String,
     pub options: ExchangeOptions,
-    /// From the alternate-exchange argument: where unroutable messages go.
-    pub alternate: Option<String>,
+    /// Where unroutable messages go: the alternate-exchange argument, else the policy's
+    /// (RabbitMQ: the argument wins). Swapped when a policy changes.
+    alternate: ArcSwapOption<String>,
+    /// The policy applied to this exchange, if any.
+    policy: ArcSwapOption<Policy>,
     bindings: RwLock<Bindings>,
     /// x-message-deduplication on the exchange: duplicates are not routed.
     pub dedup: Option<parking_lot::Mutex<crate::dedup::Dedup>>,
@@ -144,11 +149,45 @@ impl Exchange {
         Exchange {
             name,
             options,
-            alternate,
+            alternate: ArcSwapOption::from_pointee(alternate),
+            policy: ArcSwapOption::empty(),
             bindings: RwLock::new(Bindings::default()),
             dedup,
             delayed: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where unroutable messages go, if anywhere.
+    pub fn alternate(&self) -> Option<Arc<String>> {
+        self.alternate.load_full()
+    }
+
+    /// Whether unroutable messages go anywhere (one atomic load, for the routing fast path).
+    pub fn has_alternate(&self) -> bool {
+        self.alternate.load().is_some()
+    }
+
+    /// The policy applied to this exchange, if any.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.policy.load_full()
+    }
+
+    /// Applies `policy` (None: back to the declared arguments).
+    pub fn set_policy(&self, policy: Option<Arc<Policy>>) {
+        let declared = self
+            .options
+            .arguments
+            .inner()
+            .get("alternate-exchange")
+            .and_then(crate::vhost::value_as_str)
+            .map(str::to_owned);
+        let alternate = declared.or_else(|| {
+            policy
+                .as_ref()
+                .and_then(|p| p.settings.alternate_exchange.clone())
+        });
+        self.policy.store(policy);
+        self.alternate.store(alternate.map(Arc::new));
     }
 
     pub fn kind(&self) -> ExchangeKind {

@@ -477,10 +477,19 @@ pub async fn export_vhost(
             .collect();
         Value::Array(items)
     };
+    // Unlike the topology, RabbitMQ keeps the `vhost` key on policies in a per-vhost export.
+    let policies: Vec<Value> = all
+        .get("policies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("vhost").and_then(Value::as_str) == Some(name.as_str()))
+        .cloned()
+        .collect();
     Ok(Json(json!({
         "rabbit_version": super::RABBITMQ_COMPAT_VERSION,
         "parameters": [],
-        "policies": [],
+        "policies": policies,
         "queues": section("queues"),
         "exchanges": section("exchanges"),
         "bindings": section("bindings"),
@@ -503,7 +512,7 @@ pub async fn import_all(
     import(&st, &d)
 }
 
-/// Imports topology into one vhost: every queue, exchange and binding is placed in `name`
+/// Imports topology into one vhost: every policy, queue, exchange and binding is placed in `name`
 /// whatever its own `vhost` says (RabbitMQ's per-vhost import).
 pub async fn import_vhost(
     State(st): State<Shared>,
@@ -514,7 +523,7 @@ pub async fn import_vhost(
     caller.require_admin()?;
     vhost(&st, &name)?;
     let mut doc: Value = parse_body(&body)?;
-    for key in ["queues", "exchanges", "bindings"] {
+    for key in ["queues", "exchanges", "bindings", "policies"] {
         if let Some(items) = doc.get_mut(key).and_then(Value::as_array_mut) {
             for item in items.iter_mut().filter_map(Value::as_object_mut) {
                 item.insert("vhost".into(), Value::String(name.clone()));

@@ -54,6 +54,16 @@ impl Caller {
         self.is_admin() || self.has_tag("monitoring")
     }
 
+    /// May change policies in `vhost`: an administrator, or a policymaker with permissions
+    /// there (RabbitMQ's rule).
+    pub fn may_manage_policies(&self, st: &Shared, vhost: &str) -> bool {
+        self.is_admin()
+            || (self.has_tag("policymaker")
+                && st
+                    .permissions
+                    .contains_key(&(self.name.clone(), vhost.to_owned())))
+    }
+
     /// Refuses non-administrators, with RabbitMQ's reason text.
     pub fn require_admin(&self) -> ApiResult<()> {
         if self.is_admin() {

@@ -6,7 +6,8 @@
 //! - [`serve`]: the management API. Every request is authenticated with HTTP basic auth against
 //!   the broker's users; only users tagged `administrator`, `management`, `monitoring` or
 //!   `policymaker` get in (RabbitMQ's rule), and administrator-only endpoints (users,
-//!   permissions, vhost changes, definitions) refuse the others (see [`auth`]).
+//!   permissions, vhost changes, definitions) refuse the others (see [`auth`]). Policies need
+//!   `administrator`, or `policymaker` with permissions in the vhost (see [`policies`]).
 //! - [`serve_metrics`]: Prometheus text exposition, unauthenticated as in RabbitMQ (see
 //!   [`metrics`]).
 //!
@@ -24,6 +25,7 @@ mod access;
 mod auth;
 mod error;
 pub mod metrics;
+mod policies;
 pub mod runtime;
 mod topology;
 
@@ -104,6 +106,14 @@ pub fn router(state: Arc<BrokerState>) -> Router {
         .route(
             "/api/definitions/{vhost}",
             get(a::export_vhost).post(a::import_vhost),
+        )
+        .route("/api/policies", get(policies::list_all))
+        .route("/api/policies/{vhost}", get(policies::list_vhost))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(policies::get_policy)
+                .put(policies::put_policy)
+                .delete(policies::delete_policy),
         )
         .route("/api/connections", get(r::list_connections))
         .route(

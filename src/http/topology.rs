@@ -67,7 +67,7 @@ fn values<V: Clone>(m: &dashmap::DashMap<String, V>) -> Vec<V> {
 
 fn exchange_json(vh: &str, ex: &crate::exchange::Exchange) -> Value {
     let o = &ex.options;
-    json!({
+    let mut v = json!({
         "name": ex.name,
         "vhost": vh,
         "type": o.kind.as_str(),
@@ -76,7 +76,12 @@ fn exchange_json(vh: &str, ex: &crate::exchange::Exchange) -> Value {
         "internal": o.internal,
         "arguments": field_table_to_json(&o.arguments),
         "user_who_performed_action": "",
-    })
+    });
+    // RabbitMQ shows the key only while a policy applies.
+    if let (Some(p), Some(obj)) = (ex.policy(), v.as_object_mut()) {
+        obj.insert("policy".into(), Value::String(p.name.clone()));
+    }
+    v
 }
 
 fn exchanges_of(vh: &VHost) -> Vec<Value> {
@@ -199,6 +204,7 @@ fn queue_json(q: &Queue, node: &str) -> Value {
     let (ready, consumers) = q.counts();
     let (ready, unacked) = (u64::from(ready), q.unacked() as u64);
     let o = &q.options;
+    let policy = q.policy();
     json!({
         "name": q.name,
         "vhost": q.vhost,
@@ -211,9 +217,9 @@ fn queue_json(q: &Queue, node: &str) -> Value {
         "state": "running",
         "consumers": consumers,
         "exclusive_consumer_tag": null,
-        "policy": null,
+        "policy": policy.as_ref().map(|p| p.name.clone()),
         "operator_policy": null,
-        "effective_policy_definition": {},
+        "effective_policy_definition": policy.as_ref().map_or_else(Default::default, |p| p.definition.clone()),
         "messages": ready + unacked,
         "messages_details": zero_rate(),
         "messages_ready": ready,

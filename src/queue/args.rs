@@ -18,6 +18,8 @@ pub struct QueueArgs {
     pub max_length: Option<u64>,
     pub max_length_bytes: Option<u64>,
     pub overflow: Overflow,
+    /// x-overflow was given, so a policy's `overflow` does not override it.
+    pub overflow_declared: bool,
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
     /// x-message-ttl, ms.
@@ -86,6 +88,7 @@ impl QueueArgs {
                     .ok_or_else(|| bad(key, format!("{{unacceptable_type,{}}}", type_name(v)))),
             }
         };
+        let overflow_declared = get("x-overflow").is_some();
         let overflow = match string("x-overflow")?.as_deref() {
             None | Some("drop-head") => Overflow::DropHead,
             Some("reject-publish") => Overflow::RejectPublish,
@@ -123,6 +126,7 @@ impl QueueArgs {
             max_length: int("x-max-length", 0)?,
             max_length_bytes: int("x-max-length-bytes", 0)?,
             overflow,
+            overflow_declared,
             dead_letter_exchange: string("x-dead-letter-exchange")?,
             dead_letter_routing_key: string("x-dead-letter-routing-key")?,
             message_ttl: int("x-message-ttl", 0)?,
@@ -146,6 +150,7 @@ impl Default for QueueArgs {
             max_length: None,
             max_length_bytes: None,
             overflow: Overflow::DropHead,
+            overflow_declared: false,
             dead_letter_exchange: None,
             dead_letter_routing_key: None,
             message_ttl: None,

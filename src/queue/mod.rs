@@ -13,6 +13,10 @@
 //! duplicates rather than loses them).
 //!
 //! Timers (message expiry at the head, x-expires) are tokio tasks holding a `Weak` to the queue.
+//!
+//! Policies: the arguments the queue acts on ([`Queue::args`]) are its declared ones combined
+//! with the vhost's policy for it, swapped as a whole when a policy changes so the hot path reads
+//! them with one atomic load and no lock (see `policy.rs`).
 
 pub mod args;
 pub mod dead_letter;
@@ -23,9 +27,11 @@ use dead_letter::Reason;
 use crate::connection::{ConnEvent, ConnSender};
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
+use crate::policy::Policy;
 use crate::store::{QueueStore, QueuedMessage};
 use crate::vhost::VHost;
 use amq_protocol::types::FieldTable;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -215,8 +221,15 @@ pub struct Queue {
     pub options: QueueOptions,
     /// Connection that owns an exclusive queue.
     pub owner: Option<u64>,
-    /// Parsed x-arguments.
-    pub args: QueueArgs,
+    /// Parsed x-arguments, as declared.
+    pub declared: QueueArgs,
+    /// What the queue acts on: `declared` combined with `policy`.
+    args: ArcSwap<QueueArgs>,
+    /// The policy applied to this queue, if any.
+    policy: ArcSwapOption<Policy>,
+    /// Bumped whenever the x-expires timer is (re)started; an older timer task sees the
+    /// change and ends.
+    expires_gen: AtomicU64,
     /// For dead-lettering and x-expires (the vhost owns the queue, hence weak).
     vhost_ref: Weak<VHost>,
     state: Mutex<QueueState>,
@@ -259,7 +272,10 @@ impl Queue {
         let q = Arc::new(Queue {
             name,
             vhost,
-            args,
+            args: ArcSwap::from_pointee(args.clone()),
+            declared: args,
+            policy: ArcSwapOption::empty(),
+            expires_gen: AtomicU64::new(0),
             options,
             owner,
             vhost_ref,
@@ -277,14 +293,72 @@ impl Queue {
             deleted: AtomicBool::new(false),
             last_used: AtomicU64::new(now_ms()),
         });
-        if let Some(expires) = q.args.expires
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(expires_loop(Arc::downgrade(&q), expires));
-        }
+        q.start_expires_timer();
         // Recovered messages may carry expiry times.
         q.arm_expiry();
         q
+    }
+
+    /// The arguments in force (declared, combined with the policy). One atomic load.
+    pub fn args(&self) -> arc_swap::Guard<Arc<QueueArgs>> {
+        self.args.load()
+    }
+
+    /// The policy applied to this queue, if any.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.policy.load_full()
+    }
+
+    /// Applies `policy` (None: back to the declared arguments) and returns the arguments in
+    /// force before, for [`Queue::policy_applied`]. Only swaps: safe under a map entry lock.
+    pub fn set_policy(&self, policy: Option<Arc<Policy>>) -> Arc<QueueArgs> {
+        let args = Arc::new(self.declared.with_policy(policy.as_deref()));
+        self.policy.store(policy);
+        self.args.swap(args)
+    }
+
+    /// Acts on a change of arguments at run time, as RabbitMQ does when a policy changes: a
+    /// lowered length limit drops (and dead-letters) head messages at once, a changed x-expires
+    /// restarts its timer from now, a changed consumer timeout re-arms the consumers'
+    /// connections. Message TTL needs nothing: expiry is stamped on each message at enqueue,
+    /// so only messages published from now on get the new TTL, as in RabbitMQ.
+    pub fn policy_applied(self: &Arc<Self>, old: &QueueArgs) {
+        let args = self.args.load_full();
+        if args.expires != old.expires {
+            self.touch();
+            self.start_expires_timer();
+        }
+        if args.consumer_timeout != old.consumer_timeout {
+            let st = self.state.lock();
+            let mut told: Vec<u64> = Vec::new();
+            for c in st.consumers.iter().filter(|c| !c.no_ack) {
+                if !told.contains(&c.conn_id) {
+                    told.push(c.conn_id);
+                    let _ = c.tx.send(ConnEvent::ConsumerTimeoutChanged);
+                }
+            }
+        }
+        if args.overflow == Overflow::DropHead {
+            let mut dead = DeadLetters::new();
+            {
+                let mut st = self.state.lock();
+                while args.exceeded(st.store.len() as u64, st.store.bytes()) {
+                    let Some(old) = st.store.pop() else { break };
+                    dead.push((old, Reason::MaxLen));
+                }
+            }
+            self.dead_letter(dead, false);
+        }
+    }
+
+    /// (Re)starts the x-expires timer for the current arguments; a running one ends.
+    fn start_expires_timer(self: &Arc<Self>) {
+        let generation = self.expires_gen.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.args().expires.is_some()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(expires_loop(Arc::downgrade(self), generation));
+        }
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -298,13 +372,13 @@ impl Queue {
 
     /// The expiry time for a message published now: the sooner of the queue TTL and the
     /// message's expiration property (already validated by the channel).
-    fn expiry_for(&self, msg: &Message, now: u64) -> u64 {
+    fn expiry_for(ttl: Option<u64>, msg: &Message, now: u64) -> u64 {
         let per_msg = msg
             .properties
             .expiration()
             .as_ref()
             .and_then(|e| e.as_str().parse::<u64>().ok());
-        match (self.args.message_ttl, per_msg) {
+        match (ttl, per_msg) {
             (None, None) => 0,
             (a, b) => now.saturating_add(a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX))),
         }
@@ -318,11 +392,11 @@ impl Queue {
         // One clock reading for both the expiry and the dispatch below: with a TTL of 0, a
         // millisecond ticking over in between would expire a message a consumer was waiting for.
         let now = now_ms();
-        let expires_at = self.expiry_for(&msg, now);
+        let args = self.args();
+        let expires_at = Self::expiry_for(args.message_ttl, &msg, now);
         let mut dead = DeadLetters::new();
         let outcome = {
             let mut st = self.state.lock();
-            let args = &self.args;
             let persistent = self.options.durable && msg.persistent();
             if let Some(d) = st.dedup.as_mut()
                 && d.is_duplicate(&msg, now)
@@ -404,7 +478,7 @@ impl Queue {
     /// Picks the consumer to serve next: the single active one, or the first ready consumer
     /// of the highest priority among ready ones.
     fn pick(&self, st: &QueueState) -> Option<usize> {
-        if self.args.single_active_consumer {
+        if self.declared.single_active_consumer {
             return st.consumers.front().filter(|c| c.ready()).map(|_| 0);
         }
         let mut best: Option<(usize, i64)> = None;
@@ -457,7 +531,7 @@ impl Queue {
                             delivered_stored = delivered_stored.max(seq);
                         }
                     }
-                    if self.args.single_active_consumer {
+                    if self.declared.single_active_consumer {
                         st.consumers.push_front(c);
                     } else {
                         st.consumers.push_back(c);
@@ -535,12 +609,13 @@ impl Queue {
             return;
         }
         let mut over_limit = DeadLetters::new();
+        let delivery_limit = self.args().delivery_limit;
         {
             let mut st = self.state.lock();
             for mut qm in messages {
                 qm.redelivered = true;
                 qm.delivery_count = qm.delivery_count.saturating_add(1);
-                if let Some(limit) = self.args.delivery_limit {
+                if let Some(limit) = delivery_limit {
                     if u64::from(qm.delivery_count) > limit {
                         over_limit.push((qm, Reason::DeliveryLimit));
                         continue;
@@ -561,10 +636,10 @@ impl Queue {
         if items.is_empty() {
             return;
         }
+        let args = self.args.load_full();
         let vhost = self.vhost_ref.upgrade();
         if let Some(vh) = &vhost {
-            let has_dlx = self
-                .args
+            let has_dlx = args
                 .dead_letter_exchange
                 .as_ref()
                 .is_some_and(|x| vh.exchanges.contains_key(x));
@@ -576,13 +651,13 @@ impl Queue {
                 }
             }
         }
-        if let (Some(dlx), Some(vhost)) = (&self.args.dead_letter_exchange, vhost)
+        if let (Some(dlx), Some(vhost)) = (&args.dead_letter_exchange, vhost)
             && let Ok(exchange) = vhost.exchange(dlx)
         {
             let now_secs = now_ms() / 1000;
             let mut targets: Vec<Arc<Queue>> = Vec::new();
             for (m, reason) in &items {
-                let dl_key = self.args.dead_letter_routing_key.as_deref();
+                let dl_key = args.dead_letter_routing_key.as_deref();
                 let msg =
                     dead_letter::dead_lettered(&m.msg, *reason, &self.name, dlx, dl_key, now_secs);
                 let keys: Vec<String> = match dl_key {
@@ -706,7 +781,7 @@ impl Queue {
                 was_active,
             )
         };
-        if was_active && self.args.single_active_consumer {
+        if was_active && self.declared.single_active_consumer {
             // The next registered consumer takes over.
             self.dispatch();
         }
@@ -747,7 +822,7 @@ impl Queue {
                 exclusive: c.exclusive,
                 priority: c.priority,
                 prefetch_count: if c.no_ack { 0 } else { c.credit.limit() },
-                active: !self.args.single_active_consumer || i == 0,
+                active: !self.declared.single_active_consumer || i == 0,
             })
             .collect()
     }
@@ -790,14 +865,18 @@ async fn expiry_loop(q: Weak<Queue>) {
     }
 }
 
-/// Deletes the queue once it has gone unused for `expires` ms (x-expires).
-async fn expires_loop(q: Weak<Queue>, expires: u64) {
+/// Deletes the queue once it has gone unused for its x-expires (read afresh on each round, so
+/// a policy change takes effect); ends when the timer is restarted (newer `generation`).
+async fn expires_loop(q: Weak<Queue>, generation: u64) {
     loop {
         let wait = {
             let Some(q) = q.upgrade() else { return };
-            if q.is_deleted() {
+            if q.is_deleted() || q.expires_gen.load(Ordering::Acquire) != generation {
                 return;
             }
+            let Some(expires) = q.args().expires else {
+                return;
+            };
             let idle = now_ms().saturating_sub(q.last_used.load(Ordering::Relaxed));
             let (_, consumers) = q.counts();
             if consumers == 0 && idle >= expires {

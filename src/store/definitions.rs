@@ -1,6 +1,6 @@
 //! Durable topology: RabbitMQ's definitions JSON (Warren's import/export format) and the
-//! append-only definitions log that makes exchanges, queues, bindings, users, vhosts and
-//! permissions survive a restart.
+//! append-only definitions log that makes exchanges, queues, bindings, users, vhosts,
+//! permissions and policies survive a restart.
 //!
 //! Responsibilities:
 //! - serde types for the JSON that `rabbitmqctl export_definitions` and `GET /api/definitions`
@@ -38,6 +38,7 @@
 use crate::auth::Permissions;
 use crate::broker::{BrokerState, User};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeOptions};
+use crate::policy::Policy;
 use crate::queue::{Queue, QueueOptions};
 use crate::vhost::VHost;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
@@ -59,7 +60,7 @@ pub const LOG_FILE: &str = "definitions.log";
 const TMP_FILE: &str = "definitions.log.tmp";
 
 /// RabbitMQ's definitions document. Field names and shapes follow RabbitMQ 3.x exports; the
-/// sections Warren does not implement yet (topic permissions, parameters, policies) are kept
+/// sections Warren does not implement yet (topic permissions, parameters) are kept
 /// verbatim so an import/export round trip does not lose them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -85,8 +86,7 @@ pub struct Definitions {
     pub parameters: Vec<Value>,
     /// Kept verbatim (cluster name...).
     pub global_parameters: Vec<Value>,
-    /// Kept verbatim until policies are implemented.
-    pub policies: Vec<Value>,
+    pub policies: Vec<PolicyDef>,
     pub queues: Vec<QueueDef>,
     pub exchanges: Vec<ExchangeDef>,
     pub bindings: Vec<BindingDef>,
@@ -118,6 +118,63 @@ pub struct VhostDef {
     /// Description and tags, kept verbatim (shapes differ between RabbitMQ versions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+}
+
+/// A policy as RabbitMQ exports it (and as `PUT /api/policies/{vhost}/{name}` takes it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub name: String,
+    pub pattern: String,
+    /// "queues", "exchanges" or "all".
+    #[serde(rename = "apply-to")]
+    pub apply_to: String,
+    pub definition: Map<String, Value>,
+    pub priority: i64,
+}
+
+impl Default for PolicyDef {
+    fn default() -> Self {
+        PolicyDef {
+            vhost: String::new(),
+            name: String::new(),
+            pattern: String::new(),
+            apply_to: "all".into(),
+            definition: Map::new(),
+            priority: 0,
+        }
+    }
+}
+
+impl PolicyDef {
+    /// The definition of a live policy.
+    pub fn from_policy(p: &Policy) -> Self {
+        PolicyDef {
+            vhost: p.vhost.clone(),
+            name: p.name.clone(),
+            pattern: p.pattern.clone(),
+            apply_to: p.apply_to.as_str().into(),
+            definition: p.definition.clone(),
+            priority: p.priority,
+        }
+    }
+
+    /// Validates it into a policy.
+    ///
+    /// # Errors
+    ///
+    /// RabbitMQ's validation reason (bad regex, apply-to, definition key or value).
+    pub fn to_policy(&self) -> Result<Policy, String> {
+        Policy::new(
+            &self.vhost,
+            &self.name,
+            &self.pattern,
+            &self.definition,
+            Some(&Value::from(self.priority)),
+            Some(&Value::String(self.apply_to.clone())),
+        )
+    }
 }
 
 /// A user's three permission regexes in one vhost.
@@ -581,6 +638,8 @@ pub fn export(state: &BrokerState) -> Definitions {
             name: vh.name.clone(),
             metadata: None,
         });
+        defs.policies
+            .extend(vh.policies().iter().map(|p| PolicyDef::from_policy(p)));
         let exchanges: Vec<Arc<Exchange>> =
             vh.exchanges.iter().map(|e| e.value().clone()).collect();
         let queues: Vec<Arc<Queue>> = vh.queues.iter().map(|q| q.value().clone()).collect();
@@ -653,6 +712,10 @@ fn validate(defs: &Definitions) -> Result<(), String> {
                 p.user, p.vhost
             )
         })?;
+    }
+    for p in &defs.policies {
+        p.to_policy()
+            .map_err(|e| format!("policy '{}' in vhost '{}': {e}", p.name, p.vhost))?;
     }
     for e in defs
         .exchanges
@@ -736,6 +799,12 @@ fn apply_items(state: &BrokerState, defs: &Definitions) -> Result<(), String> {
             ));
         }
     }
+    // Before the topology, so queues and exchanges are created with their policy.
+    for p in &defs.policies {
+        if let Err(err) = apply_policy(state, p) {
+            errors.push(format!("policy '{}' in vhost '{}': {err}", p.name, p.vhost));
+        }
+    }
     for e in defs
         .exchanges
         .iter()
@@ -766,6 +835,20 @@ fn apply_items(state: &BrokerState, defs: &Definitions) -> Result<(), String> {
     } else {
         Err(errors.join("; "))
     }
+}
+
+fn apply_policy(state: &BrokerState, p: &PolicyDef) -> Result<(), String> {
+    let vh = vhost_of(state, &p.vhost)?;
+    let policy = p.to_policy()?;
+    // Re-applying an unchanged policy would only append a redundant line to the log.
+    if vh
+        .policy(&p.name)
+        .is_some_and(|cur| PolicyDef::from_policy(&cur) == *p)
+    {
+        return Ok(());
+    }
+    vh.set_policy(policy);
+    Ok(())
 }
 
 fn apply_exchange(state: &BrokerState, e: &ExchangeDef) -> Result<(), String> {
@@ -873,6 +956,8 @@ impl Definitions {
         self.vhosts.sort_by(|a, b| a.name.cmp(&b.name));
         self.permissions
             .sort_by(|a, b| (&a.user, &a.vhost).cmp(&(&b.user, &b.vhost)));
+        self.policies
+            .sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
         self.queues
             .sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
         self.exchanges
@@ -880,14 +965,16 @@ impl Definitions {
         self.bindings.sort_by_key(BindingDef::key);
     }
 
-    /// The log ops that recreate this document's users, vhosts, permissions and topology, in
-    /// dependency order (vhosts, users, permissions, exchanges, queues, bindings). This is the
+    /// The log ops that recreate this document's users, vhosts, permissions, policies and
+    /// topology, in dependency order (vhosts, users, permissions, policies, exchanges, queues,
+    /// bindings). This is the
     /// compacted log; after an import, append `export(&state).ops()` to make it durable.
     pub fn ops(&self) -> Vec<DefOp> {
         let mut ops = Vec::with_capacity(
             self.vhosts.len()
                 + self.users.len()
                 + self.permissions.len()
+                + self.policies.len()
                 + self.exchanges.len()
                 + self.queues.len()
                 + self.bindings.len(),
@@ -895,6 +982,7 @@ impl Definitions {
         ops.extend(self.vhosts.iter().cloned().map(DefOp::PutVhost));
         ops.extend(self.users.iter().cloned().map(DefOp::PutUser));
         ops.extend(self.permissions.iter().cloned().map(DefOp::SetPermissions));
+        ops.extend(self.policies.iter().cloned().map(DefOp::SetPolicy));
         ops.extend(self.exchanges.iter().cloned().map(DefOp::DeclareExchange));
         ops.extend(self.queues.iter().cloned().map(DefOp::DeclareQueue));
         ops.extend(self.bindings.iter().cloned().map(DefOp::Bind));
@@ -940,6 +1028,11 @@ pub enum DefOp {
     },
     Bind(BindingDef),
     Unbind(BindingDef),
+    SetPolicy(PolicyDef),
+    ClearPolicy {
+        vhost: String,
+        name: String,
+    },
 }
 
 impl DefOp {
@@ -972,6 +1065,11 @@ impl DefOp {
             tags: u.tags.clone(),
             limits: None,
         })
+    }
+
+    /// `SetPolicy` for a live policy.
+    pub fn set_policy(p: &Policy) -> Self {
+        DefOp::SetPolicy(PolicyDef::from_policy(p))
     }
 
     /// `PutVhost` for a vhost without metadata (after `add_vhost`).
@@ -1007,6 +1105,8 @@ struct Model {
     vhosts: BTreeMap<String, VhostDef>,
     users: BTreeMap<String, UserDef>,
     permissions: BTreeMap<Key2, PermissionDef>,
+    /// Keyed by (vhost, name).
+    policies: BTreeMap<Key2, PolicyDef>,
     exchanges: BTreeMap<Key2, ExchangeDef>,
     queues: BTreeMap<Key2, QueueDef>,
     bindings: BTreeMap<BindingKey, BindingDef>,
@@ -1029,6 +1129,7 @@ impl Model {
             DefOp::DeleteVhost { name } => {
                 self.vhosts.remove(&name);
                 self.permissions.retain(|(_, vh), _| vh != &name);
+                self.policies.retain(|(vh, _), _| vh != &name);
                 self.exchanges.retain(|(vh, _), _| vh != &name);
                 self.queues.retain(|(vh, _), _| vh != &name);
                 self.bindings.retain(|k, _| k.0 != name);
@@ -1075,6 +1176,12 @@ impl Model {
             DefOp::Unbind(b) => {
                 self.bindings.remove(&b.key());
             }
+            DefOp::SetPolicy(p) => {
+                self.policies.insert((p.vhost.clone(), p.name.clone()), p);
+            }
+            DefOp::ClearPolicy { vhost, name } => {
+                self.policies.remove(&(vhost, name));
+            }
         }
     }
 
@@ -1119,6 +1226,7 @@ impl Model {
             users: self.users.into_values().collect(),
             vhosts: self.vhosts.into_values().collect(),
             permissions: self.permissions.into_values().collect(),
+            policies: self.policies.into_values().collect(),
             exchanges: self.exchanges.into_values().collect(),
             queues: self.queues.into_values().collect(),
             bindings: bindings.into_values().collect(),
@@ -1266,6 +1374,7 @@ impl DefinitionsLog {
             exchanges = defs.exchanges.len(),
             queues = defs.queues.len(),
             bindings = defs.bindings.len(),
+            policies = defs.policies.len(),
             "definitions log replayed and compacted"
         );
         let log = DefinitionsLog {
@@ -1446,7 +1555,13 @@ mod tests {
             ],
             parameters: vec![json!({"component": "vhost-limits", "name": "limits"})],
             global_parameters: vec![json!({"name": "cluster_name", "value": "c"})],
-            policies: vec![json!({"name": "p", "pattern": ".*", "definition": {"max-length": 1}})],
+            policies: vec![PolicyDef {
+                vhost: "v".into(),
+                name: "p".into(),
+                pattern: ".*".into(),
+                definition: obj(json!({"max-length": 1})),
+                ..PolicyDef::default()
+            }],
             queues: vec![QueueDef {
                 arguments: obj(json!({"x-message-ttl": 1000, "x-dead-letter-exchange": "dlx"})),
                 ..qdef("v", "q")
@@ -1673,6 +1788,43 @@ mod tests {
             let back: DefOp = serde_json::from_str(&line).expect("parse");
             assert_eq!(back, op, "{line}");
         }
+    }
+
+    #[test]
+    fn policy_ops_replay_and_go_with_their_vhost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pol = |vhost: &str, name: &str, max: u64| PolicyDef {
+            vhost: vhost.into(),
+            name: name.into(),
+            pattern: "^q".into(),
+            apply_to: "queues".into(),
+            definition: obj(json!({ "max-length": max })),
+            priority: 3,
+        };
+        write_log(
+            dir.path(),
+            &[
+                DefOp::vhost("a"),
+                DefOp::vhost("b"),
+                DefOp::SetPolicy(pol("a", "p1", 1)),
+                DefOp::SetPolicy(pol("a", "p2", 2)),
+                DefOp::SetPolicy(pol("b", "p1", 3)),
+                // Replaced, then cleared, then the other vhost deleted.
+                DefOp::SetPolicy(pol("a", "p1", 10)),
+                DefOp::ClearPolicy {
+                    vhost: "a".into(),
+                    name: "p2".into(),
+                },
+                DefOp::DeleteVhost { name: "b".into() },
+            ],
+        );
+        let (_, model) = DefinitionsLog::open(dir.path()).expect("reopen");
+        assert_eq!(model.policies, vec![pol("a", "p1", 10)]);
+        // Compaction kept it, in RabbitMQ's layout.
+        let text = log_text(dir.path());
+        assert!(text.contains(r#""apply-to":"queues""#), "{text}");
+        let (_, again) = DefinitionsLog::open(dir.path()).expect("reopen again");
+        assert_eq!(again.policies, model.policies);
     }
 
     #[test]
@@ -2016,6 +2168,24 @@ mod tests {
             .collect();
         assert_eq!(got_p, want_p);
         assert!(out.vhosts.iter().any(|v| v.name == vh));
+        // The policy is live on the queue it matches and exports back unchanged.
+        let got_pol: Vec<PolicyDef> = out
+            .policies
+            .iter()
+            .filter(|p| p.vhost == vh)
+            .cloned()
+            .collect();
+        assert_eq!(got_pol, fx.policies);
+        let dead = live
+            .queues
+            .get("fx.dead")
+            .map(|q| q.clone())
+            .expect("fx.dead");
+        assert_eq!(dead.args().max_length, Some(100));
+        assert_eq!(
+            dead.policy().map(|p| p.name.clone()).as_deref(),
+            Some("fx-dead-limit")
+        );
         // The export is valid input for RabbitMQ-shaped readers: no Warren-only fields.
         let text = serde_json::to_string(&out).expect("serialize");
         assert!(!text.contains(TYPED_ARGS_FIELD));
@@ -2333,7 +2503,10 @@ mod tests {
             .is_ok()
         );
         let hx = vh.exchange("hx").expect("hx");
-        assert_eq!(hx.alternate.as_deref(), Some("amq.fanout"));
+        assert_eq!(
+            hx.alternate().as_deref().map(String::as_str),
+            Some("amq.fanout")
+        );
         let bindings = hx.bindings();
         assert_eq!(bindings.len(), 1);
         assert_eq!(bindings[0].arguments, bargs);

@@ -3,9 +3,14 @@
 //! The registries are `DashMap`s: read on every publish, written on declare/delete. No map guard
 //! is held while another map of the vhost is touched (clone the `Arc` out first), which is what
 //! keeps DashMap's shard locks from deadlocking.
+//!
+//! The vhost also owns its policies. A policy change and a declaration both run under the
+//! topology mutex, so a queue or exchange is either created after the change (and picks the new
+//! policy up at creation) or is already in its map when the change re-applies policies.
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeOptions};
+use crate::policy::{self, Policy};
 use crate::queue::{Queue, QueueOptions};
 use crate::store::definitions::{self as defs, DefOp};
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -52,6 +57,8 @@ pub struct VHost {
     topology: parking_lot::Mutex<()>,
     /// Messages dead-lettered or dropped by this vhost's queues.
     pub losses: crate::stats::Losses,
+    /// Policies by name; changed only under `topology`.
+    policies: parking_lot::RwLock<Vec<Arc<Policy>>>,
 }
 
 impl VHost {
@@ -64,6 +71,7 @@ impl VHost {
             queues: DashMap::new(),
             topology: parking_lot::Mutex::new(()),
             losses: Default::default(),
+            policies: parking_lot::RwLock::new(Vec::new()),
         };
         for (n, k) in [
             ("", ExchangeKind::Direct),
@@ -136,7 +144,9 @@ impl VHost {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 created = true;
-                Arc::new(Exchange::new(name.to_owned(), opts.clone()))
+                let ex = Exchange::new(name.to_owned(), opts.clone());
+                ex.set_policy(self.policy_for(name, false));
+                Arc::new(ex)
             })
             .clone();
         if created && defs::is_persistent_exchange(&entry) {
@@ -261,6 +271,7 @@ impl VHost {
         let _t = self.topology.lock();
         let mut created = false;
         // Created under the map entry so two racing declares cannot both open the store.
+        let mut old_args = None;
         let q = self
             .queues
             .entry(name.to_owned())
@@ -273,7 +284,7 @@ impl VHost {
                 let (store, next_seq) =
                     self.store
                         .open_queue(&self.name, name, durable, max_priority);
-                Queue::new(
+                let q = Queue::new(
                     name.to_owned(),
                     self.name.clone(),
                     opts.clone(),
@@ -281,11 +292,18 @@ impl VHost {
                     store,
                     next_seq,
                     Arc::downgrade(self),
-                )
+                );
+                old_args = Some(q.set_policy(self.policy_for(name, true)));
+                q
             })
             .clone();
         if created && defs::is_persistent_queue(&q) {
             self.store.log(&DefOp::queue(&q));
+        }
+        // Outside the map entry: a recovered queue over a policy's length limit dead-letters,
+        // which routes through the maps.
+        if let Some(old) = old_args {
+            q.policy_applied(&old);
         }
         drop(_t);
         self.check_owner(&q, conn_id)?;
@@ -485,6 +503,94 @@ impl VHost {
         removed
     }
 
+    /// The policy for the queue (`queue`) or exchange called `name`, if one matches. The
+    /// default exchange takes none: it routes by queue name alone.
+    fn policy_for(&self, name: &str, queue: bool) -> Option<Arc<Policy>> {
+        if !queue && name.is_empty() {
+            return None;
+        }
+        policy::select(&self.policies.read(), name, queue)
+    }
+
+    /// The vhost's policies, sorted by name.
+    pub fn policies(&self) -> Vec<Arc<Policy>> {
+        let mut all = self.policies.read().clone();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The policy called `name`.
+    pub fn policy(&self, name: &str) -> Option<Arc<Policy>> {
+        self.policies
+            .read()
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+    }
+
+    /// Creates or replaces a policy, logs it, and re-applies policies to every queue and
+    /// exchange. Returns true when it was created.
+    pub fn set_policy(&self, policy: Policy) -> bool {
+        let _t = self.topology.lock();
+        let policy = Arc::new(policy);
+        let created = {
+            let mut all = self.policies.write();
+            let before = all.len();
+            all.retain(|p| p.name != policy.name);
+            let created = all.len() == before;
+            all.push(policy.clone());
+            created
+        };
+        self.store.log(&DefOp::set_policy(&policy));
+        self.reapply_policies();
+        created
+    }
+
+    /// Removes a policy (objects it applied to fall back to their arguments or another
+    /// matching policy); false if there was none.
+    pub fn clear_policy(&self, name: &str) -> bool {
+        let _t = self.topology.lock();
+        let removed = {
+            let mut all = self.policies.write();
+            let before = all.len();
+            all.retain(|p| p.name != name);
+            all.len() != before
+        };
+        if removed {
+            self.store.log(&DefOp::ClearPolicy {
+                vhost: self.name.clone(),
+                name: name.to_owned(),
+            });
+            self.reapply_policies();
+        }
+        removed
+    }
+
+    /// Selects and applies the policy of every queue and exchange (called under `topology`).
+    /// Objects whose policy is the very same as before are left alone.
+    fn reapply_policies(&self) {
+        let same = |a: &Option<Arc<Policy>>, b: &Option<Arc<Policy>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        let exchanges: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
+        for ex in exchanges {
+            let policy = self.policy_for(&ex.name, false);
+            if !same(&policy, &ex.policy()) {
+                ex.set_policy(policy);
+            }
+        }
+        let queues: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.clone()).collect();
+        for q in queues {
+            let policy = self.policy_for(&q.name, true);
+            if !same(&policy, &q.policy()) {
+                let old = q.set_policy(policy);
+                q.policy_applied(&old);
+            }
+        }
+    }
+
     /// Resolves the queues a message published to `exchange` reaches: through e2e bindings
     /// (each exchange visited once, so cycles terminate), alternate exchanges, and every routing
     /// key in `keys` (the publish key plus CC/BCC). Each queue appears once.
@@ -503,7 +609,7 @@ impl VHost {
             for key in keys {
                 exchange.route_queues(key, headers, out, &mut needs_graph);
             }
-            if !needs_graph && (out.len() > start || exchange.alternate.is_none()) {
+            if !needs_graph && (out.len() > start || !exchange.has_alternate()) {
                 if out.len() - start > 1 {
                     // A queue bound twice (two patterns, two keys) gets the message once.
                     out[start..].sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
@@ -539,7 +645,7 @@ impl VHost {
                 }
             }
             if dests.is_empty() {
-                if let Some(ae) = ex.alternate.as_deref().and_then(|a| self.exchanges.get(a)) {
+                if let Some(ae) = ex.alternate().and_then(|a| self.exchanges.get(a.as_str())) {
                     stack.push(ae.clone());
                 }
                 continue;

@@ -197,3 +197,18 @@ pub async fn qos(ch: &Channel, prefetch: u16) {
         .await
         .expect("basic.qos");
 }
+
+/// The `reason` of the most recent x-death entry ("maxlen", "expired", "rejected", ...).
+pub fn death_reason(props: &BasicProperties) -> String {
+    match header(props, "x-death") {
+        Some(AMQPValue::FieldArray(a)) => match a.as_slice().first() {
+            Some(AMQPValue::FieldTable(t)) => t
+                .inner()
+                .get("reason")
+                .map(as_str)
+                .unwrap_or_else(|| panic!("x-death entry without a reason: {t:?}")),
+            other => panic!("expected an x-death table, got {other:?}"),
+        },
+        other => panic!("expected an x-death array, got {other:?} in {props:?}"),
+    }
+}
