@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 /// Warren, an AMQP 0-9-1 message broker.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on for AMQP.
     #[arg(long, env = "WARREN_BIND", default_value = "0.0.0.0")]
     bind: String,
@@ -67,8 +69,23 @@ struct Args {
     metrics_port: u16,
 }
 
+/// Without a subcommand, `warren` runs the broker.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Manage a running broker through its management API, like rabbitmqctl (`warren ctl --help`).
+    // ctl parses its own arguments so its usage errors exit 64 as rabbitmqctl's do.
+    #[command(disable_help_flag = true)]
+    Ctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Ctl { args }) = args.command {
+        return warren::ctl::main(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
