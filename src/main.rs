@@ -1,5 +1,6 @@
 //! `warren`: parses flags and environment, initialises logging, runs the broker until SIGTERM or
-//! SIGINT, then closes connections with 320 CONNECTION_FORCED and exits 0.
+//! SIGINT, then closes connections with 320 CONNECTION_FORCED and exits 0. `warren ctl ...` runs
+//! the management command line instead (see `warren::ctl`).
 
 use clap::Parser;
 use std::path::PathBuf;

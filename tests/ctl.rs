@@ -1134,3 +1134,79 @@ async fn help_lists_ctl_and_its_commands() {
     let mixed = warren(&["--port", "5673", "ctl", "status"], &[]).await;
     assert_ne!(mixed.code, 0, "{mixed:?}");
 }
+
+#[tokio::test]
+async fn a_silent_server_times_out_75() {
+    // The kernel accepts the connection into the backlog; nothing ever answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    let out = warren(
+        &[
+            "ctl",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "-t",
+            "1",
+            "list_queues",
+        ],
+        &[],
+    )
+    .await;
+    out.fails(75, "unable to reach the management API");
+    drop(listener);
+}
+
+/// Serves every request on a fresh port with one canned HTTP response; returns the port.
+async fn canned_http(status: &str, content_type: &str, body: &str) -> String {
+    let response: std::sync::Arc<str> = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                // One read holds the whole of ctl's small GET request.
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn server_failures_and_foreign_servers() {
+    let port = canned_http(
+        "500 Internal Server Error",
+        "application/json",
+        r#"{"error":"internal","reason":"boom"}"#,
+    )
+    .await;
+    warren(
+        &["ctl", "--host", "127.0.0.1", "--port", &port, "list_queues"],
+        &[],
+    )
+    .await
+    .fails(70, "boom");
+
+    // A web server that is not a management API answers 200 with something else.
+    let port = canned_http("200 OK", "text/html", "<html></html>").await;
+    warren(
+        &["ctl", "--host", "127.0.0.1", "--port", &port, "list_queues"],
+        &[],
+    )
+    .await
+    .fails(69, "is this a management API?");
+}
