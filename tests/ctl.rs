@@ -1029,6 +1029,16 @@ async fn connection_settings_from_the_environment() {
     )
     .await;
     out.fails(77, "Access refused");
+    // Explicit credentials win over the URL's.
+    let out = warren(
+        &["ctl", "-s", "--password", "wrong", "list_vhosts"],
+        &[("WARREN_CTL_URL", &url)],
+    )
+    .await;
+    out.fails(77, "Access refused");
+    warren(&["ctl", "--url", "https://127.0.0.1:15671", "status"], &[])
+        .await
+        .fails(64, "plain http");
     // --url on the command line wins over the environment.
     let out = warren(
         &[

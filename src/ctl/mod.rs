@@ -20,8 +20,9 @@ use std::time::Duration;
 
 const AFTER_HELP: &str = "\
 Connection options may also come from the environment: WARREN_CTL_URL (e.g.
-http://user:pass@host:15672, overriding --host/--port and, when it carries credentials,
---user/--password), WARREN_CTL_HOST, WARREN_CTL_PORT, WARREN_CTL_USER, WARREN_CTL_PASSWORD.
+http://user:pass@host:15672; it replaces --host/--port, and its credentials apply unless
+--user/--password are given), WARREN_CTL_HOST, WARREN_CTL_PORT, WARREN_CTL_USER,
+WARREN_CTL_PASSWORD. Options on the command line win over the environment.
 
 Exit codes (rabbitmqctl's): 0 ok, 64 usage, 65 data error (bad input, object not found),
 67 no such user, 69 broker unreachable, 70 broker-side failure, 75 timeout,
@@ -59,18 +60,18 @@ pub struct ConnectionOpts {
     /// Port of the management API.
     #[arg(long, env = "WARREN_CTL_PORT", global = true, default_value_t = 15672)]
     pub port: u16,
-    /// User to log in as (needs the administrator tag for user, vhost and definitions commands).
-    #[arg(long, env = "WARREN_CTL_USER", global = true, default_value = "guest")]
-    pub user: String,
-    /// Password of --user.
+    /// User to log in as, default guest (needs the administrator tag for user, vhost and
+    /// definitions commands).
+    #[arg(long, env = "WARREN_CTL_USER", global = true)]
+    pub user: Option<String>,
+    /// Password of --user, default guest.
     #[arg(
         long,
         env = "WARREN_CTL_PASSWORD",
         global = true,
-        default_value = "guest",
         hide_env_values = true
     )]
-    pub password: String,
+    pub password: Option<String>,
     /// Seconds each request may take.
     #[arg(short = 't', long, global = true, default_value_t = 60)]
     pub timeout: u64,
@@ -283,38 +284,56 @@ pub fn run(args: CtlArgs) -> ExitCode {
     }
 }
 
-/// The management API's base URL and credentials from the options.
-fn endpoint(c: &ConnectionOpts) -> (String, String, String) {
-    let (mut user, mut password) = (c.user.clone(), c.password.clone());
+/// The management API's base URL and the credentials: --user/--password (or their variables)
+/// first, then those in --url, then guest/guest.
+fn endpoint(c: &ConnectionOpts) -> Result<(String, String, String), Failure> {
+    let finish = |base: String, url_user: Option<String>, url_password: Option<String>| {
+        let user = c
+            .user
+            .clone()
+            .or(url_user)
+            .unwrap_or_else(|| "guest".into());
+        let password = c
+            .password
+            .clone()
+            .or(url_password)
+            .unwrap_or_else(|| "guest".into());
+        (base, user, password)
+    };
     let Some(url) = c.url.as_deref() else {
         let host = if c.host.contains(':') && !c.host.starts_with('[') {
             format!("[{}]", c.host)
         } else {
             c.host.clone()
         };
-        return (format!("http://{host}:{}", c.port), user, password);
+        return Ok(finish(format!("http://{host}:{}", c.port), None, None));
     };
-    // Credentials in the URL (http://user:pass@host:port) are taken out of it because ureq
-    // does not turn userinfo into basic auth.
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("unsupported URL scheme '{scheme}' in {url}: warren ctl speaks plain http"),
+        ));
+    }
     let (authority, path) = rest
         .find('/')
         .map_or((rest, ""), |i| (&rest[..i], &rest[i..]));
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => {
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            user = decode(u);
-            password = decode(p);
-            hostport
-        }
-        None => authority,
+    // Credentials in the URL (http://user:pass@host:port) are taken out of it because ureq
+    // does not turn userinfo into basic auth.
+    let Some((userinfo, hostport)) = authority.rsplit_once('@') else {
+        return Ok(finish(format!("http://{authority}{path}"), None, None));
     };
-    (format!("{scheme}://{authority}{path}"), user, password)
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    Ok(finish(
+        format!("http://{hostport}{path}"),
+        Some(decode(u)),
+        Some(decode(p)),
+    ))
 }
 
 fn style(o: &OutputOpts) -> Style {
@@ -332,7 +351,7 @@ fn io(e: std::io::Error) -> Failure {
 }
 
 fn execute(args: &CtlArgs, out: &mut impl Write) -> Result<(), Failure> {
-    let (base, user, password) = endpoint(&args.connection);
+    let (base, user, password) = endpoint(&args.connection)?;
     let api = Client::new(
         &base,
         &user,
@@ -941,4 +960,63 @@ fn status(api: &Client, out: &mut impl Write, st: Style) -> Result<(), Failure> 
         s(&t["messages_unacknowledged"])
     ));
     out.write_all(text.as_bytes()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(url: Option<&str>, user: Option<&str>, password: Option<&str>) -> ConnectionOpts {
+        ConnectionOpts {
+            url: url.map(str::to_owned),
+            host: "localhost".into(),
+            port: 15672,
+            user: user.map(str::to_owned),
+            password: password.map(str::to_owned),
+            timeout: 60,
+        }
+    }
+
+    fn endpoint_of(c: &ConnectionOpts) -> (String, String, String) {
+        endpoint(c).unwrap_or_else(|f| panic!("{}", f.message))
+    }
+
+    #[test]
+    fn host_and_port_default_to_guest_on_localhost() {
+        let (base, user, password) = endpoint_of(&opts(None, None, None));
+        assert_eq!(
+            (base.as_str(), user.as_str(), password.as_str()),
+            ("http://localhost:15672", "guest", "guest")
+        );
+        let mut v6 = opts(None, Some("admin"), None);
+        v6.host = "::1".into();
+        let (base, user, password) = endpoint_of(&v6);
+        assert_eq!(
+            (base.as_str(), user.as_str(), password.as_str()),
+            ("http://[::1]:15672", "admin", "guest")
+        );
+    }
+
+    #[test]
+    fn url_credentials_come_after_explicit_ones() {
+        let url = Some("http://ad%40min:p%3Ass@broker:15999/prefix");
+        let (base, user, password) = endpoint_of(&opts(url, None, None));
+        assert_eq!(
+            (base.as_str(), user.as_str(), password.as_str()),
+            ("http://broker:15999/prefix", "ad@min", "p:ss")
+        );
+        let (_, user, password) = endpoint_of(&opts(url, Some("other"), None));
+        assert_eq!((user.as_str(), password.as_str()), ("other", "p:ss"));
+        let (base, user, _) = endpoint_of(&opts(Some("broker:1234"), None, None));
+        assert_eq!(
+            (base.as_str(), user.as_str()),
+            ("http://broker:1234", "guest")
+        );
+    }
+
+    #[test]
+    fn https_is_refused_as_usage() {
+        let f = endpoint(&opts(Some("https://broker:15671"), None, None)).err();
+        assert_eq!(f.map(|f| f.code), Some(exit::USAGE));
+    }
 }
