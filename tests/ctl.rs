@@ -1,6 +1,7 @@
 //! `warren ctl`: the real binary run against an in-process broker's management API, checking
 //! each command's output and effect, and the exit codes of its failures (rabbitmqctl's: 64
 //! usage, 65 data error, 67 no such user, 69 unreachable, 70 already exists, 77 access refused).
+//! The policy test is ignored until /api/policies is merged.
 //!
 //! The commands were first run against RabbitMQ 3.10.8's management API by hand; the tests
 //! below need an in-process broker (they read its address and state) and skip otherwise.
@@ -408,7 +409,6 @@ async fn list_and_close_connections() {
 }
 
 #[tokio::test]
-#[ignore = "needs /api/consumers to list consumers (it returns [] for now)"]
 async fn list_consumers_shows_each_consumer() {
     let Some(env) = Env::start().await else {
         return;
@@ -464,11 +464,10 @@ async fn list_consumers_shows_each_consumer() {
 }
 
 #[tokio::test]
-async fn list_consumers_prints_a_table() {
+async fn list_consumers_of_an_empty_or_missing_vhost() {
     let Some(env) = Env::start().await else {
         return;
     };
-    // Runs now: the table shape and vhost checks do not depend on /api/consumers' contents.
     let out = env.ctl(&["list_consumers"]).await;
     let lines: Vec<&str> = out.ok().lines().collect();
     assert_eq!(lines[0], "Listing consumers in vhost / ...");
