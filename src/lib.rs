@@ -8,6 +8,7 @@
 //! - `queue/`: what happens to a message inside a queue.
 //! - `store/`: where queued messages are kept.
 //! - `auth`: users, password hashes, permissions.
+//! - `ctl`: the `warren ctl` command line, a client of the management API.
 //! - `policy`: RabbitMQ-style policies (validation, selection, precedence over x-arguments).
 //!
 //! [`Broker::start`] runs a broker in-process (the binary and the tests both use it).
@@ -18,6 +19,7 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod connection;
+pub mod ctl;
 pub mod dedup;
 pub mod error;
 pub mod exchange;

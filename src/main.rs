@@ -1,6 +1,7 @@
 //! `warren`: reads flags, environment and the config file (see `warren::config`), initialises
 //! logging, runs the broker until SIGTERM or SIGINT, then closes connections with 320
-//! CONNECTION_FORCED and exits 0.
+//! CONNECTION_FORCED and exits 0. `warren ctl ...` runs the management command line instead
+//! (see `warren::ctl`).
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -10,10 +11,13 @@ use std::path::PathBuf;
 #[command(
     version,
     about,
+    args_conflicts_with_subcommands = true,
     after_help = "Each setting is taken from its flag, else its environment variable, else the \
                   config file, else its default."
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML config file; its keys are the flag names in snake_case (see warren.example.toml)
     #[arg(long, env = "WARREN_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -21,8 +25,23 @@ struct Args {
     settings: warren::config::Settings,
 }
 
+/// Without a subcommand, `warren` runs the broker.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Manage a running broker through its management API, like rabbitmqctl (`warren ctl --help`).
+    // ctl parses its own arguments so its usage errors exit 64 as rabbitmqctl's do.
+    #[command(disable_help_flag = true)]
+    Ctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Ctl { args }) = args.command {
+        return warren::ctl::main(args);
+    }
     init_logging();
     let file = match &args.config {
         Some(path) => match warren::config::Settings::from_file(path) {
