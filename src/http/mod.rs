@@ -121,6 +121,7 @@ pub fn router(state: Arc<BrokerState>) -> Router {
                 .put(t::put_exchange)
                 .delete(t::delete_exchange),
         )
+        .route("/api/exchanges/{vhost}/{name}/publish", post(t::publish))
         .route(
             "/api/exchanges/{vhost}/{name}/bindings/source",
             get(t::exchange_bindings_source),

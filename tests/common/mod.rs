@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod http;
 
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::net::SocketAddr;
