@@ -7,6 +7,7 @@
 //!   the broker's users; only users tagged `administrator`, `management`, `monitoring` or
 //!   `policymaker` get in (RabbitMQ's rule), and administrator-only endpoints (users,
 //!   permissions, vhost changes, definitions) refuse the others (see [`auth`]).
+//! - The web management UI at `/` (see [`ui`]), whose files load without credentials.
 //! - [`serve_metrics`]: Prometheus text exposition, unauthenticated as in RabbitMQ (see
 //!   [`metrics`]).
 //!
@@ -26,6 +27,7 @@ mod error;
 pub mod metrics;
 mod runtime;
 mod topology;
+mod ui;
 
 use crate::broker::BrokerState;
 use axum::Router;
@@ -160,7 +162,10 @@ pub fn router(state: Arc<BrokerState>) -> Router {
             state.clone(),
             auth::authenticate,
         ));
-    api.with_state(state)
+    // The web UI's files load without credentials; only its API calls are authenticated.
+    api.merge(ui::routes())
+        .layer(axum::middleware::from_fn(ui::no_prompt_for_scripts))
+        .with_state(state)
 }
 
 /// This node's name in API responses and metrics labels, RabbitMQ-style (`warren@host`).
