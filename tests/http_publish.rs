@@ -385,3 +385,56 @@ async fn publish_to_a_full_reject_publish_queue_is_refused() {
     assert_eq!(got[0]["payload"], "first");
     delete_queue(api, &q).await;
 }
+
+#[tokio::test]
+async fn publish_is_refused_while_a_resource_alarm_is_raised() {
+    let env = Env::start().await;
+    let Some(broker) = env.tb.broker() else {
+        eprintln!("skipped: needs the in-process broker to raise the alarm");
+        return;
+    };
+    let api = &env.api;
+    let q = unique("alarm");
+    put_queue(api, &q, json!({})).await;
+    // Any free space is below this limit: the disk alarm goes up at the next sample.
+    broker.set_disk_free_limit(u64::MAX);
+    let (refused, before) = publish_until(api, &q, |r| r.status != 200).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.body["error"], "resource_alarm");
+    assert!(
+        refused.body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("low on disk")),
+        "{}",
+        refused.body
+    );
+    broker.set_disk_free_limit(0);
+    let (accepted, _) = publish_until(api, &q, |r| r.status == 200).await;
+    assert_eq!(accepted.body, json!({"routed": true}));
+    // Only the publishes answered 200 (before the alarm, and the last) reached the queue.
+    assert_eq!(peek(api, &q).await.len(), before + 1);
+    delete_queue(api, &q).await;
+}
+
+/// Publishes to `queue` until `done` holds for the answer (at most 10 s); returns that answer
+/// and how many earlier ones were 200.
+async fn publish_until(api: &Api, queue: &str, done: impl Fn(&Reply) -> bool) -> (Reply, usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut ok = 0;
+    loop {
+        let r = publish(api, "amq.default", message(queue, "x")).await;
+        if done(&r) {
+            return (r, ok);
+        }
+        if r.status == 200 {
+            ok += 1;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still answered {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
