@@ -204,6 +204,9 @@ async function main() {
     expect(await page.locator('#nav').isHidden(), 'navigation hidden while logged out');
     expect(await page.evaluate(() => sessionStorage.getItem('warren.credentials')) === null,
       'failed credentials are not kept');
+    const shot = path.join(SHOTS, 'login-failed.png');
+    await page.screenshot({ path: shot });
+    console.log(`    screenshot: ${shot}`);
   });
 
   await test('login', async () => {
