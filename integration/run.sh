@@ -3,19 +3,22 @@
 # tutorials (Python/pika and Node/amqplib), the per-ecosystem client compatibility
 # suites (Python pika blocking + asyncio, aio-pika, kombu, Celery; Node amqplib;
 # Ruby bunny; C amqp-tools; Rust lapin + amqprs), then the crash test
-# (crash_test.py: SIGKILL + restart on the same data dir, with its own broker).
+# (crash_test.py: SIGKILL + restart on the same data dir, with its own broker) and the
+# web UI in headless Chromium (ui/ui_suite.js, with its own broker).
 #
 #   bash integration/run.sh                  build, start warren on a free port, test, SIGTERM it
 #   WARREN_BIN=path bash integration/run.sh  use that binary instead of building
 #   WARREN_EXTERNAL=127.0.0.1:5672 bash integration/run.sh
 #                                            test an already running broker (e.g. RabbitMQ) as is
-#   INTEGRATION_ONLY=python|node|ruby|c|rust|crash|tutorials|compat
+#   INTEGRATION_ONLY=python|node|ruby|c|rust|crash|ui|tutorials|compat
 #                                            run only those (comma-separated list)
 #   CRASH_ARGS="--rounds 10 --seed 7"        extra arguments for crash_test.py
 #   CRASH_TIMEOUT=600                        seconds for the whole crash test
 #
 #   COMPAT_TIMEOUT=300                       seconds for one compatibility suite
 #   RUST_BUILD_TIMEOUT=1200                  seconds for building the Rust suites
+#   UI_TIMEOUT=180                           seconds for the web UI suite
+#   CHROMIUM=/usr/bin/chromium               the browser the UI suite drives
 #
 # Prints one summary line per tutorial set and per compatibility suite (e.g.
 # "python/aio-pika: 9/9 passed") and "crash/kill9: N/M rounds passed", then
@@ -30,6 +33,7 @@ CRASH_TIMEOUT="${CRASH_TIMEOUT:-600}"     # seconds for crash_test.py (it has it
 READY_TIMEOUT="${READY_TIMEOUT:-30}"      # seconds to wait for "ready to accept connections"
 COMPAT_TIMEOUT="${COMPAT_TIMEOUT:-300}"   # seconds for one compatibility suite (each has its own watchdog)
 RUST_BUILD_TIMEOUT="${RUST_BUILD_TIMEOUT:-1200}"
+UI_TIMEOUT="${UI_TIMEOUT:-180}"           # seconds for the web UI suite (it has its own watchdog)
 ONLY="${INTEGRATION_ONLY:-}"
 
 # want PART...: true if INTEGRATION_ONLY is unset or names one of PART.
@@ -365,6 +369,55 @@ run_crash() {
     fi
 }
 
+# ui/ui_suite.js starts its own warren (HTTP on a free port) and drives the web UI in
+# headless Chromium; it prints "ui/chromium: N/M passed" and saves screenshots.
+run_ui() {
+    local label=ui/chromium out="$LOGS/ui.log" rc=0 start=$SECONDS line n m
+    local chromium="${CHROMIUM:-/usr/bin/chromium}"
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        compat_missing "$label" "node/npm unavailable"
+        return
+    fi
+    if [[ ! -x "$chromium" ]]; then
+        compat_missing "$label" "no browser at $chromium (apt-get install chromium)"
+        return
+    fi
+    if [[ ! -f "$HERE/ui/node_modules/playwright-core/package.json" ]]; then
+        (cd "$HERE/ui" && npm ci --no-audit --no-fund --loglevel=error) >"$LOGS/npm-ui.log" 2>&1 || {
+            cat "$LOGS/npm-ui.log" >&2
+            compat_missing "$label" "npm ci failed in integration/ui"
+            return
+        }
+    fi
+    resolve_bin
+    start=$SECONDS
+    CHROMIUM="$chromium" SUITE_TIMEOUT="$((UI_TIMEOUT - 10))" timeout -k 5 "$UI_TIMEOUT" \
+        node "$HERE/ui/ui_suite.js" --bin "$BIN" --work "$WORK/ui" >"$out" 2>&1 </dev/null || rc=$?
+    grep -E '^ +screenshot' "$out" | sed 's/^ */    /' || true
+    line="$(grep -E "^$label: " "$out" | tail -1 || true)"
+    if [[ "$line" =~ ^[^:]+:\ ([0-9]+)/([0-9]+)\ passed$ ]]; then
+        n="${BASH_REMATCH[1]}"
+        m="${BASH_REMATCH[2]}"
+        TOTAL_PASSED=$((TOTAL_PASSED + n))
+        TOTAL_FAILED=$((TOTAL_FAILED + m - n))
+        if [[ $rc != 0 && $n == "$m" ]]; then
+            TOTAL_FAILED=$((TOTAL_FAILED + 1))
+            line="$line, but exit status $rc"
+        fi
+    else
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        line="$label: FAILED, exit status $rc, no summary line"
+    fi
+    SUMMARY+=("$line")
+    if [[ $rc == 0 ]]; then
+        log "PASS $label ($((SECONDS - start))s)"
+    else
+        KEEP_WORK=1
+        log "FAIL $label (exit $rc, $((SECONDS - start))s):"
+        { grep -E -A3 '^FAIL ' "$out" || tail -30 "$out"; } | sed 's/^/    /'
+    fi
+}
+
 finish() {
     local line
     echo
@@ -414,6 +467,13 @@ run_compat_suites
 
 if [[ -n "$BROKER_PID" ]]; then
     stop_warren
+fi
+if want ui; then
+    if [[ -n "${WARREN_EXTERNAL:-}" ]]; then
+        log "skipping the web UI suite: it tests Warren's own UI"
+    else
+        run_ui
+    fi
 fi
 if want crash; then
     run_crash

@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::http::{Api, assert_error, enc};
-use common::{TestBroker, within};
+use common::http::{Api, Env, assert_error, enc, find, unique};
+use common::within;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions,
 };
@@ -17,60 +17,6 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// A broker with its HTTP servers, and a client logged in as guest.
-struct Env {
-    tb: TestBroker,
-    api: Api,
-    /// Base URL of the metrics listener (Warren only).
-    metrics: Option<String>,
-}
-
-impl Env {
-    async fn start() -> Env {
-        Env::start_with(|_| {}).await
-    }
-
-    async fn start_with(adjust: impl FnOnce(&mut warren::Config)) -> Env {
-        let tb = common::start_with(adjust).await;
-        let Some(broker) = tb.broker() else {
-            let base = std::env::var("WARREN_TEST_HTTP")
-                .expect("WARREN_TEST_HTTP must name the management API of the external broker");
-            return Env {
-                api: Api::new(&base, "guest", "guest"),
-                tb,
-                metrics: None,
-            };
-        };
-        let base = format!("http://{}", broker.http_addr().expect("HTTP API enabled"));
-        let metrics = format!("http://{}", broker.metrics_addr().expect("metrics enabled"));
-        Env {
-            api: Api::new(&base, "guest", "guest"),
-            tb,
-            metrics: Some(metrics),
-        }
-    }
-
-    fn is_warren(&self) -> bool {
-        self.tb.broker().is_some()
-    }
-}
-
-/// A name unique across test runs (the external-broker mode shares one RabbitMQ).
-fn unique(base: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!("{base}-{}-{nanos}", std::process::id())
-}
-
-fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
-    list.as_array()
-        .expect("a JSON list")
-        .iter()
-        .find(|item| item[key] == value)
-}
 
 async fn declare(ch: &lapin::Channel, name: &str) {
     within(ch.queue_declare(

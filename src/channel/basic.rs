@@ -14,13 +14,129 @@ use amq_protocol::protocol::{AMQPClass, basic as bm, confirm, tx};
 use amq_protocol::types::{AMQPValue, FieldTable};
 use std::sync::Arc;
 
-/// What routing did with a message, for its publisher confirm.
+/// What routing did with a message, for its publisher confirm and mandatory flag.
 #[derive(Default)]
-struct RouteOutcome {
+pub struct RouteOutcome {
+    /// It reached a queue, was refused by one, or was held or dropped by its exchange
+    /// (delayed, deduplicated): a mandatory publish is not returned.
+    pub routed: bool,
     /// Some queue wrote it to disk: the confirm waits for group commit.
-    stored: bool,
+    pub stored: bool,
     /// Some queue refused it: the confirm is a nack.
-    refused: bool,
+    pub refused: bool,
+}
+
+/// The checks basic.publish makes on properties a publisher may not set freely: `user_id` must
+/// be the authenticated user, `expiration` a non-negative integer, and `reply_to` the direct
+/// reply-to pseudo-queue only with a reply consumer (`has_reply_consumer`).
+pub fn check_properties(
+    p: &amq_protocol::protocol::BasicProperties,
+    user: &str,
+    has_reply_consumer: bool,
+) -> AmqpResult<()> {
+    if let Some(uid) = p.user_id()
+        && uid.as_str() != user
+    {
+        return Err(AmqpError::precondition(format!(
+            "user_id property set to '{uid}' but authenticated user was '{user}'"
+        )));
+    }
+    if let Some(exp) = p.expiration()
+        && exp.as_str().parse::<u64>().is_err()
+    {
+        let why = match exp.as_str().parse::<i64>() {
+            Ok(n) => format!("{{value_negative,{n}}}"),
+            Err(_) => "no_integer".to_owned(),
+        };
+        return Err(AmqpError::precondition(format!(
+            "invalid expiration '{exp}': {why}"
+        )));
+    }
+    if p.reply_to().as_ref().map(|r| r.as_str()) == Some(REPLY_TO) && !has_reply_consumer {
+        return Err(AmqpError::precondition(
+            "fast reply consumer does not exist",
+        ));
+    }
+    Ok(())
+}
+
+/// The sender-selected routing keys (CC and BCC headers) of a message; BCC is taken out of
+/// `properties` so no receiver sees it. Returns the keys and whether `properties` changed.
+pub fn sender_selected_keys(
+    properties: &mut amq_protocol::protocol::BasicProperties,
+) -> (Vec<String>, bool) {
+    let mut keys = Vec::new();
+    let mut changed = false;
+    if let Some(h) = properties.headers().as_ref() {
+        header_keys(h, "CC", &mut keys);
+        if header_keys(h, "BCC", &mut keys) {
+            let mut inner = h.inner().clone();
+            inner.remove("BCC");
+            *properties = properties.clone().with_headers(FieldTable::from(inner));
+            changed = true;
+        }
+    }
+    (keys, changed)
+}
+
+/// Delivers a checked message published to `exchange` in `vhost`: deduplication and delay
+/// first, then every queue its routing key and `extra_keys` reach. One `Arc<Message>` is shared.
+pub fn deliver(
+    vhost: &crate::vhost::VHost,
+    exchange: &Arc<crate::exchange::Exchange>,
+    msg: &Arc<Message>,
+    extra_keys: &[String],
+) -> RouteOutcome {
+    let mut outcome = RouteOutcome::default();
+    if let Some(d) = &exchange.dedup
+        && d.lock().is_duplicate(msg, crate::queue::now_ms())
+    {
+        // A duplicate is dropped and still confirmed; it is not "unroutable".
+        outcome.routed = true;
+        return outcome;
+    }
+    if let Some(d) = exchange.delayed.get()
+        && let Some(delay) = msg
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-delay"))
+            .and_then(crate::queue::args::int_value)
+            .filter(|d| *d > 0)
+    {
+        match d.hold(msg.clone(), delay as u64) {
+            Published::Stored => outcome.stored = true,
+            Published::Refused => outcome.refused = true,
+            _ => {}
+        }
+        // Where it will go is only known when due, so it is never returned as unroutable.
+        outcome.routed = true;
+        return outcome;
+    }
+    let mut keys: Vec<&str> = Vec::with_capacity(1 + extra_keys.len());
+    keys.push(&msg.routing_key);
+    keys.extend(extra_keys.iter().map(String::as_str));
+    let mut queues: Vec<Arc<Queue>> = Vec::new();
+    vhost.route(
+        exchange,
+        &keys,
+        msg.properties.headers().as_ref(),
+        &mut queues,
+    );
+    let mut any = false;
+    for q in &queues {
+        match q.publish(msg.clone()) {
+            Published::Accepted => any = true,
+            Published::Stored => {
+                any = true;
+                outcome.stored = true;
+            }
+            Published::Refused => outcome.refused = true,
+            Published::Dropped => {}
+        }
+    }
+    outcome.routed = any || outcome.refused;
+    outcome
 }
 
 /// The direct reply-to pseudo-queue.
@@ -91,31 +207,8 @@ impl Channel {
                 .unwrap_or_else(|| AmqpError::access_refused("write access refused"))
                 .on(60, 40));
         }
-        if let Some(uid) = content.properties.user_id()
-            && uid.as_str() != ctx.user
-        {
-            return Err(AmqpError::precondition(format!(
-                "user_id property set to '{uid}' but authenticated user was '{}'",
-                ctx.user
-            ))
-            .on(60, 40));
-        }
-        if let Some(exp) = content.properties.expiration()
-            && exp.as_str().parse::<u64>().is_err()
-        {
-            let why = match exp.as_str().parse::<i64>() {
-                Ok(n) => format!("{{value_negative,{n}}}"),
-                Err(_) => "no_integer".to_owned(),
-            };
-            return Err(
-                AmqpError::precondition(format!("invalid expiration '{exp}': {why}")).on(60, 40),
-            );
-        }
-        if content.properties.reply_to().as_ref().map(|r| r.as_str()) == Some(REPLY_TO)
-            && self.reply.is_none()
-        {
-            return Err(AmqpError::precondition("fast reply consumer does not exist").on(60, 40));
-        }
+        check_properties(&content.properties, &ctx.user, self.reply.is_some())
+            .map_err(|e| e.on(60, 40))?;
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push(content);
             return Ok(());
@@ -152,19 +245,7 @@ impl Channel {
         } = *content;
         bump(&ctx.counters.publish, 1);
         let routing_key = publish.routing_key.as_str().to_owned();
-        let mut extra_keys: Vec<String> = Vec::new();
-        let mut rewrite = false;
-        if let Some(h) = properties.headers().as_ref() {
-            header_keys(h, "CC", &mut extra_keys);
-            if header_keys(h, "BCC", &mut extra_keys) {
-                let mut h = h.clone();
-                let mut inner = h.inner().clone();
-                inner.remove("BCC");
-                h = FieldTable::from(inner);
-                properties = properties.with_headers(h);
-                rewrite = true;
-            }
-        }
+        let (extra_keys, mut rewrite) = sender_selected_keys(&mut properties);
         if properties.reply_to().as_ref().map(|r| r.as_str()) == Some(REPLY_TO)
             && let Some(reply) = &self.reply
         {
@@ -182,59 +263,15 @@ impl Channel {
             raw_properties,
             body,
         });
-        let mut outcome = RouteOutcome::default();
-        if let Some(d) = &exchange.dedup
-            && d.lock().is_duplicate(&msg, crate::queue::now_ms())
-        {
-            // A duplicate is dropped and still confirmed; it is not "unroutable".
-            bump(&ctx.counters.routed, 1);
-            return outcome;
-        }
-        if let Some(d) = exchange.delayed.get()
-            && let Some(delay) = msg
-                .properties
-                .headers()
-                .as_ref()
-                .and_then(|h| h.inner().get("x-delay"))
-                .and_then(crate::queue::args::int_value)
-                .filter(|d| *d > 0)
-        {
-            match d.hold(msg, delay as u64) {
-                Published::Stored => outcome.stored = true,
-                Published::Refused => outcome.refused = true,
-                _ => {}
-            }
-            // Where it will go is only known when due, so it is never returned as unroutable.
-            bump(&ctx.counters.routed, 1);
-            return outcome;
-        }
-        let routed = if exchange.name.is_empty() && msg.routing_key.starts_with(REPLY_PREFIX) {
-            self.send_direct_reply(ctx, &msg)
-        } else {
-            let mut keys: Vec<&str> = Vec::with_capacity(1 + extra_keys.len());
-            keys.push(&msg.routing_key);
-            keys.extend(extra_keys.iter().map(String::as_str));
-            let mut queues: Vec<Arc<Queue>> = Vec::new();
-            ctx.vhost.route(
-                exchange,
-                &keys,
-                msg.properties.headers().as_ref(),
-                &mut queues,
-            );
-            let mut any = false;
-            for q in &queues {
-                match q.publish(msg.clone()) {
-                    Published::Accepted => any = true,
-                    Published::Stored => {
-                        any = true;
-                        outcome.stored = true;
-                    }
-                    Published::Refused => outcome.refused = true,
-                    Published::Dropped => {}
-                }
-            }
-            any || outcome.refused
-        };
+        // The default exchange has neither deduplication nor a delay, so direct replies can be
+        // told apart before those.
+        let (routed, outcome) =
+            if exchange.name.is_empty() && msg.routing_key.starts_with(REPLY_PREFIX) {
+                (self.send_direct_reply(ctx, &msg), RouteOutcome::default())
+            } else {
+                let outcome = deliver(&ctx.vhost, exchange, &msg, &extra_keys);
+                (outcome.routed, outcome)
+            };
         let counters = &ctx.counters;
         if routed {
             bump(&counters.routed, 1);

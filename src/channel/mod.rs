@@ -5,6 +5,7 @@
 //! one into connection.close (the single error mapping point).
 
 mod basic;
+pub use basic::{REPLY_TO, RouteOutcome, check_properties, deliver, sender_selected_keys};
 mod topology;
 
 use crate::connection::ConnCtx;

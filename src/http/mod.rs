@@ -8,6 +8,7 @@
 //!   `policymaker` get in (RabbitMQ's rule), and administrator-only endpoints (users,
 //!   permissions, vhost changes, definitions) refuse the others (see [`auth`]). Policies need
 //!   `administrator`, or `policymaker` with permissions in the vhost (see [`policies`]).
+//! - The web management UI at `/` (see [`ui`]), whose files load without credentials.
 //! - [`serve_metrics`]: Prometheus text exposition, unauthenticated as in RabbitMQ (see
 //!   [`metrics`]).
 //!
@@ -28,6 +29,7 @@ pub mod metrics;
 mod policies;
 pub mod runtime;
 mod topology;
+mod ui;
 
 use crate::broker::BrokerState;
 use axum::Router;
@@ -136,6 +138,7 @@ pub fn router(state: Arc<BrokerState>) -> Router {
                 .put(t::put_exchange)
                 .delete(t::delete_exchange),
         )
+        .route("/api/exchanges/{vhost}/{name}/publish", post(t::publish))
         .route(
             "/api/exchanges/{vhost}/{name}/bindings/source",
             get(t::exchange_bindings_source),
@@ -174,7 +177,10 @@ pub fn router(state: Arc<BrokerState>) -> Router {
             state.clone(),
             auth::authenticate,
         ));
-    api.with_state(state)
+    // The web UI's files load without credentials; only its API calls are authenticated.
+    api.merge(ui::routes())
+        .layer(axum::middleware::from_fn(ui::no_prompt_for_scripts))
+        .with_state(state)
 }
 
 /// This node's name in API responses and metrics labels, RabbitMQ-style (`warren@host`).

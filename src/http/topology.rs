@@ -192,6 +192,211 @@ pub async fn delete_exchange(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A refusal the AMQP side would close the channel with. RabbitMQ's publish endpoint runs on a
+/// channel and reports these as 400 with the whole reply text ("404 NOT_FOUND - ...").
+fn channel_refusal(e: crate::error::AmqpError) -> ApiError {
+    ApiError::bad_request(format!("{} {}", e.code, e.text))
+}
+
+/// A required key of a JSON body, or RabbitMQ's `key_missing` error.
+fn required<'a>(body: &'a Map<String, Value>, key: &str) -> ApiResult<&'a Value> {
+    body.get(key)
+        .ok_or_else(|| ApiError::bad_request(format!("[{{key_missing,{key}}}]")))
+}
+
+/// Message properties from their JSON form (as `properties_json` writes them); unknown keys are
+/// ignored as RabbitMQ ignores them.
+fn properties_from_json(v: &Value) -> ApiResult<amq_protocol::protocol::BasicProperties> {
+    use amq_protocol::types::ShortString;
+    let Value::Object(m) = v else {
+        return Err(ApiError::bad_request("properties must be an object"));
+    };
+    let text = |k: &str| -> ApiResult<Option<ShortString>> {
+        match m.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() <= 255 => Ok(Some(s.as_str().into())),
+            Some(Value::String(_)) => Err(ApiError::bad_request(format!("{k} is too long"))),
+            Some(_) => Err(ApiError::bad_request(format!("not_string: {k}"))),
+        }
+    };
+    let int = |k: &str| -> ApiResult<Option<u64>> {
+        match m.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("not_int: {k}"))),
+        }
+    };
+    let small = |k: &str| -> ApiResult<Option<u8>> {
+        int(k)?
+            .map(|n| u8::try_from(n).map_err(|_| ApiError::bad_request(format!("not_int: {k}"))))
+            .transpose()
+    };
+    let mut p = amq_protocol::protocol::BasicProperties::default();
+    if let Some(s) = text("content_type")? {
+        p = p.with_content_type(s);
+    }
+    if let Some(s) = text("content_encoding")? {
+        p = p.with_content_encoding(s);
+    }
+    match m.get("headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(h)) => {
+            p = p.with_headers(json_to_field_table(h).map_err(ApiError::bad_request)?);
+        }
+        Some(_) => return Err(ApiError::bad_request("headers must be an object")),
+    }
+    if let Some(n) = small("delivery_mode")? {
+        p = p.with_delivery_mode(n);
+    }
+    if let Some(n) = small("priority")? {
+        p = p.with_priority(n);
+    }
+    if let Some(s) = text("correlation_id")? {
+        p = p.with_correlation_id(s);
+    }
+    if let Some(s) = text("reply_to")? {
+        p = p.with_reply_to(s);
+    }
+    if let Some(s) = text("expiration")? {
+        p = p.with_expiration(s);
+    }
+    if let Some(s) = text("message_id")? {
+        p = p.with_message_id(s);
+    }
+    if let Some(n) = int("timestamp")? {
+        p = p.with_timestamp(n);
+    }
+    if let Some(s) = text("type")? {
+        p = p.with_type(s);
+    }
+    if let Some(s) = text("user_id")? {
+        p = p.with_user_id(s);
+    }
+    if let Some(s) = text("app_id")? {
+        p = p.with_app_id(s);
+    }
+    if let Some(s) = text("cluster_id")? {
+        p = p.with_cluster_id(s);
+    }
+    Ok(p)
+}
+
+/// `POST /api/exchanges/{vhost}/{name}/publish`: publishes one message as a basic.publish with
+/// `mandatory` set and publisher confirms on would, answering `{"routed": bool}` once the
+/// message is as safe as a confirm would make it (fsynced when it was stored). Refusals the
+/// channel would close with are 400s carrying the AMQP reply text, as in RabbitMQ.
+pub async fn publish(
+    State(st): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((v, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let vh = vhost(&st, &v)?;
+    if !st
+        .permissions
+        .contains_key(&(caller.name.clone(), v.clone()))
+    {
+        return Err(ApiError::access_refused());
+    }
+    let req: Map<String, Value> = parse_body(&body)?;
+    let properties = properties_from_json(required(&req, "properties")?)?;
+    let Value::String(routing_key) = required(&req, "routing_key")? else {
+        return Err(ApiError::bad_request("routing_key_not_string"));
+    };
+    if routing_key.len() > 255 {
+        return Err(ApiError::bad_request("routing_key is too long"));
+    }
+    let Value::String(payload) = required(&req, "payload")? else {
+        return Err(ApiError::bad_request("payload_not_string"));
+    };
+    let payload = match required(&req, "payload_encoding")?.as_str() {
+        Some("string") => Bytes::from(payload.clone().into_bytes()),
+        Some("base64") => base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .map(Bytes::from)
+            .map_err(|_| ApiError::bad_request(format!("not_base64: {payload}")))?,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported_encoding: {}",
+                other.map_or_else(|| req["payload_encoding"].to_string(), str::to_owned)
+            )));
+        }
+    };
+    let name = exchange_name(&name).to_owned();
+    let exchange = vh.exchange(&name).map_err(channel_refusal)?;
+    if exchange.options.internal {
+        return Err(channel_refusal(crate::error::AmqpError::access_refused(
+            format!("cannot publish to internal exchange '{name}' in vhost '{v}'"),
+        )));
+    }
+    if caller.check(&st, &v, Perm::Write, &name).is_err() {
+        let shown = if name.is_empty() {
+            DEFAULT_EXCHANGE
+        } else {
+            &name
+        };
+        return Err(channel_refusal(crate::error::AmqpError::access_refused(
+            format!(
+                "access to exchange '{shown}' in vhost '{v}' refused for user '{}'",
+                caller.name
+            ),
+        )));
+    }
+    crate::channel::check_properties(&properties, &caller.name, false).map_err(channel_refusal)?;
+    let alarms = st.alarms.current();
+    if alarms.any() {
+        // An AMQP publisher would be blocked until the alarm clears; an HTTP request is
+        // refused instead of left hanging.
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "resource_alarm",
+            reason: format!("publishing is blocked: {}", alarms.reason()),
+        });
+    }
+    let mut properties = properties;
+    let (extra_keys, _) = crate::channel::sender_selected_keys(&mut properties);
+    let msg = Arc::new(crate::message::Message {
+        exchange: exchange.name.clone(),
+        routing_key: routing_key.clone(),
+        raw_properties: crate::protocol::codec::encode_properties(&properties),
+        properties,
+        body: payload,
+    });
+    let outcome = crate::channel::deliver(&vh, &exchange, &msg, &extra_keys);
+    if outcome.stored && st.store.coord.fsync_enabled() {
+        wait_synced(&st, st.store.coord.request()).await?;
+    }
+    if outcome.refused {
+        return Err(ApiError::bad_request(
+            "rejected Unable to publish message. Check queue limits.",
+        ));
+    }
+    Ok(Json(json!({ "routed": outcome.routed })))
+}
+
+/// Waits until group commit has made everything written before `epoch` durable.
+async fn wait_synced(st: &Shared, epoch: u64) -> ApiResult<()> {
+    use crate::store::sync::SyncState;
+    let mut rx = st.store.coord.subscribe();
+    let synced = rx
+        .wait_for(|s| match s {
+            SyncState::Synced(n) => *n >= epoch,
+            SyncState::Failed => true,
+        })
+        .await
+        .map(|s| *s);
+    match synced {
+        Ok(SyncState::Synced(_)) => Ok(()),
+        _ => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "internal_error",
+            reason: "the message store has failed; the message may not be durable".into(),
+        }),
+    }
+}
+
 // --- queues -----------------------------------------------------------------------------------
 
 /// Rough per-message bookkeeping a queue holds in memory; the body itself lives in the store

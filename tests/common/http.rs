@@ -1,8 +1,56 @@
-//! HTTP helpers shared by the management API suites: a thin reqwest client that logs in with
-//! basic auth and returns (status, JSON body), plus RabbitMQ-style error assertions.
+//! The management API's test client: a broker with its HTTP servers on 127.0.0.1:0 (or an
+//! external RabbitMQ via `WARREN_TEST_URI` + `WARREN_TEST_HTTP`) and a thin JSON client.
 
-use super::within;
+use super::{TestBroker, within};
 use serde_json::Value;
+
+/// A broker with its HTTP servers, and a client logged in as guest.
+pub struct Env {
+    pub tb: TestBroker,
+    pub api: Api,
+    /// Base URL of the metrics listener (Warren only).
+    pub metrics: Option<String>,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Env::start_with(|_| {}).await
+    }
+
+    /// Starts a broker with its own HTTP listeners after letting the test adjust its config.
+    pub async fn start_with(adjust: impl FnOnce(&mut warren::Config)) -> Env {
+        let tb = super::start_with(adjust).await;
+        let Some(broker) = tb.broker() else {
+            let base = std::env::var("WARREN_TEST_HTTP")
+                .expect("WARREN_TEST_HTTP must name the management API of the external broker");
+            return Env {
+                api: Api::new(&base, "guest", "guest"),
+                tb,
+                metrics: None,
+            };
+        };
+        let base = format!("http://{}", broker.http_addr().expect("HTTP API enabled"));
+        let metrics = format!("http://{}", broker.metrics_addr().expect("metrics enabled"));
+        Env {
+            api: Api::new(&base, "guest", "guest"),
+            tb,
+            metrics: Some(metrics),
+        }
+    }
+
+    pub fn is_warren(&self) -> bool {
+        self.tb.broker().is_some()
+    }
+}
+
+/// A name unique across test runs (the external-broker mode shares one RabbitMQ).
+pub fn unique(base: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!("{base}-{}-{nanos}", std::process::id())
+}
 
 /// Percent-encodes a path segment ("/" becomes "%2F").
 pub fn enc(s: &str) -> String {
@@ -96,4 +144,11 @@ pub fn assert_error(r: &Reply, status: u16, error: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.body["error"], error, "{}", r.body);
     assert!(r.body["reason"].is_string(), "{}", r.body);
+}
+
+pub fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+    list.as_array()
+        .expect("a JSON list")
+        .iter()
+        .find(|item| item[key] == value)
 }
