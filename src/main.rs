@@ -4,6 +4,12 @@
 //! (see `warren::ctl`).
 
 use clap::Parser;
+
+// glibc malloc serialises frees of memory another thread allocated on that arena's lock; a
+// message is allocated by its publisher's thread and freed by its consumer's, so profiles showed
+// futex waits on that lock. mimalloc frees cross-thread without a lock.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 
 /// Warren, an AMQP 0-9-1 message broker.
