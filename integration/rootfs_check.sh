@@ -39,9 +39,15 @@ for tool in unshare nsenter chroot ldd pgrep; do
     command -v "$tool" >/dev/null || skip "$tool not found"
 done
 [[ -x "$BIN" ]] || { log "no executable at $BIN (cargo build --release, or set WARREN_BIN)"; exit 1; }
-unshare --pid --fork --mount --uts true 2>/dev/null || skip "unshare cannot create PID/mount/UTS namespaces here"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/warren-rootfs.XXXXXX")"
+mkdir "$WORK/probe"
+if ! unshare --pid --fork --mount --uts --propagation private \
+    mount -t proc proc "$WORK/probe" 2>/dev/null; then
+    rm -rf "$WORK"
+    skip "unshare cannot create PID/mount/UTS namespaces and mount /proc in them here"
+fi
+rmdir "$WORK/probe"
 RFS="$WORK/rootfs"
 UNSHARE_PID=""
 KEEP_WORK=0
@@ -61,6 +67,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 
 pass() {
     PASSED=$((PASSED + 1))
