@@ -10,8 +10,8 @@
 #
 # Cases: the Dockerfile and docker-compose.yml agree; the binary runs in the rootfs; the broker
 # starts as the image's non-root user; the HEALTHCHECK command succeeds inside (docker exec
-# style); a host pika client publishes a persistent message to a durable queue; the management
-# API, web UI and metrics answer; SIGTERM to PID 1 (docker stop) exits 0 within 10 s; the health
+# style); a host pika client publishes a persistent message to a durable queue; AMQPS works with
+# mounted PEM files; the management API, web UI and metrics answer; SIGTERM to PID 1 (docker stop) exits 0 within 10 s; the health
 # check then fails; a restart on the same data dir (the volume) still has the message; and a
 # data dir the user cannot write makes it exit non-zero with an error naming the dir.
 #
@@ -35,7 +35,7 @@ skip() {
 }
 
 [[ $EUID == 0 ]] || skip "needs root (chroot and namespaces)"
-for tool in unshare nsenter chroot ldd pgrep; do
+for tool in unshare nsenter chroot ldd pgrep openssl; do
     command -v "$tool" >/dev/null || skip "$tool not found"
 done
 [[ -x "$BIN" ]] || { log "no executable at $BIN (cargo build --release, or set WARREN_BIN)"; exit 1; }
@@ -145,6 +145,19 @@ cat >"$RFS/etc/warren/warren.toml" <<EOF
 http_port = $HTTP_PORT
 metrics_port = $METRICS_PORT
 EOF
+# AMQPS with PEM files "mounted" read-only, the key readable only by the image's user.
+TLS_PORT="$(free_port)"
+mkdir -p "$RFS/etc/warren/tls"
+if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$RFS/etc/warren/tls/server.key" -out "$RFS/etc/warren/tls/server.pem" >"$WORK/openssl.log" 2>&1; then
+    log "openssl could not make a test certificate:"
+    sed 's/^/    /' "$WORK/openssl.log"
+    exit 1
+fi
+chmod 0644 "$RFS/etc/warren/tls/server.pem"
+chown "$IMG_UID:$IMG_GID" "$RFS/etc/warren/tls/server.key"
+chmod 0600 "$RFS/etc/warren/tls/server.key"
 USER_NAME=warren
 USER_PASS="rootfs-$RANDOM$RANDOM"
 
@@ -152,7 +165,8 @@ USER_PASS="rootfs-$RANDOM$RANDOM"
 CENV=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/warren
     HOSTNAME=warren-rootfs "${IMG_ENV[@]}" "WARREN_PORT=$AMQP_PORT"
     WARREN_CONFIG=/etc/warren/warren.toml "WARREN_DEFAULT_USER=$USER_NAME"
-    "WARREN_DEFAULT_PASS=$USER_PASS" NO_COLOR=1)
+    "WARREN_DEFAULT_PASS=$USER_PASS" WARREN_TLS_CERT=/etc/warren/tls/server.pem
+    WARREN_TLS_KEY=/etc/warren/tls/server.key "WARREN_TLS_PORT=$TLS_PORT" NO_COLOR=1)
 
 # The container's PID 1 side: runs in the new namespaces, mounts what Docker mounts, then
 # becomes the entrypoint, chrooted and as USER.
@@ -212,7 +226,7 @@ healthcheck() {
 }
 
 client() {
-    AMQP_HOST=127.0.0.1 AMQP_PORT="$AMQP_PORT" AMQP_USER="$USER_NAME" AMQP_PASS="$USER_PASS" \
+    AMQP_HOST=127.0.0.1 AMQP_PORT="${CLIENT_PORT:-$AMQP_PORT}" AMQP_USER="$USER_NAME" AMQP_PASS="$USER_PASS" \
         TEST_TIMEOUT=30 timeout -k 5 40 "$PYTHON" "$HERE/python/_rootfs_client.py" "$@" \
         >>"$WORK/client.log" 2>&1 </dev/null
 }
@@ -270,6 +284,12 @@ if client publish "$QUEUE" "$BODY"; then
     pass "pika from the host: persistent message confirmed on durable queue $QUEUE as $USER_NAME"
 else
     fail "pika publish" "$WORK/client.log"
+fi
+
+if CLIENT_PORT="$TLS_PORT" client tls "$RFS/etc/warren/tls/server.pem"; then
+    pass "AMQPS from the host with the mounted certificate and key (port $TLS_PORT)"
+else
+    fail "AMQPS" "$WORK/client.log"
 fi
 
 http_ok=1

@@ -5,13 +5,15 @@ runs it. AMQP_* name the broker and the user the container was given.
   _rootfs_client.py publish QUEUE BODY   declare QUEUE durable, publish BODY persistent with
                                          a publisher confirm
   _rootfs_client.py get QUEUE BODY       the message on QUEUE must be BODY (and the only one)
+  _rootfs_client.py tls CAFILE           an AMQPS connection (AMQP_PORT is the TLS port) that
+                                         verifies the server's certificate against CAFILE
   _rootfs_client.py http URL KIND        GET URL (basic auth as the AMQP user); KIND api: JSON
                                          overview, ui: the web UI's page, metrics: Prometheus
 """
 
 import base64
 import json
-import os
+import ssl
 import sys
 import urllib.request
 
@@ -50,6 +52,16 @@ def get(queue, body):
     connection.close()
 
 
+def tls(cafile):
+    params = c.params()
+    params.ssl_options = pika.SSLOptions(ssl.create_default_context(cafile=cafile), server_hostname="localhost")
+    connection = pika.BlockingConnection(params)
+    channel = connection.channel()
+    queue = channel.queue_declare(queue="", exclusive=True).method.queue
+    c.expect(queue.startswith("amq.gen-"), f"server-named queue {queue!r}")
+    connection.close()
+
+
 def http(url, kind):
     request = urllib.request.Request(url)
     token = base64.b64encode(f"{c.USER}:{c.PASSWORD}".encode()).decode()
@@ -70,4 +82,4 @@ def http(url, kind):
 
 if __name__ == "__main__":
     action, args = sys.argv[1], sys.argv[2:]
-    c.main(f"rootfs_client {action}", lambda: {"publish": publish, "get": get, "http": http}[action](*args))
+    c.main(f"rootfs_client {action}", lambda: {"publish": publish, "get": get, "tls": tls, "http": http}[action](*args))
