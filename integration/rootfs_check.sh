@@ -161,7 +161,8 @@ chmod 0600 "$RFS/etc/warren/tls/server.key"
 USER_NAME=warren
 USER_PASS="rootfs-$RANDOM$RANDOM"
 
-# The container's environment: Docker's PATH and HOME, the image's ENV, then `docker run -e`.
+# The container's environment: Docker's PATH and HOME, the image's ENV, then `docker run -e`
+# (NO_COLOR only keeps the logs this script greps and prints free of ANSI colours).
 CENV=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/warren
     HOSTNAME=warren-rootfs "${IMG_ENV[@]}" "WARREN_PORT=$AMQP_PORT"
     WARREN_CONFIG=/etc/warren/warren.toml "WARREN_DEFAULT_USER=$USER_NAME"
