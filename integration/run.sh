@@ -3,14 +3,15 @@
 # tutorials (Python/pika and Node/amqplib), the per-ecosystem client compatibility
 # suites (Python pika blocking + asyncio, aio-pika, kombu, Celery; Node amqplib;
 # Ruby bunny; C amqp-tools; Rust lapin + amqprs), then the crash test
-# (crash_test.py: SIGKILL + restart on the same data dir, with its own broker) and the
-# web UI in headless Chromium (ui/ui_suite.js, with its own broker).
+# (crash_test.py: SIGKILL + restart on the same data dir, with its own broker), the
+# web UI in headless Chromium (ui/ui_suite.js, with its own broker) and the binary run the
+# way the Docker image runs it, in a minimal chroot as PID 1 (rootfs_check.sh, root only).
 #
 #   bash integration/run.sh                  build, start warren on a free port, test, SIGTERM it
 #   WARREN_BIN=path bash integration/run.sh  use that binary instead of building
 #   WARREN_EXTERNAL=127.0.0.1:5672 bash integration/run.sh
 #                                            test an already running broker (e.g. RabbitMQ) as is
-#   INTEGRATION_ONLY=python|node|ruby|c|rust|crash|ui|tutorials|compat
+#   INTEGRATION_ONLY=python|node|ruby|c|rust|crash|ui|rootfs|tutorials|compat
 #                                            run only those (comma-separated list)
 #   CRASH_ARGS="--rounds 10 --seed 7"        extra arguments for crash_test.py
 #   CRASH_TIMEOUT=600                        seconds for the whole crash test
@@ -19,6 +20,7 @@
 #   RUST_BUILD_TIMEOUT=1200                  seconds for building the Rust suites
 #   UI_TIMEOUT=180                           seconds for the web UI suite
 #   CHROMIUM=/usr/bin/chromium               the browser the UI suite drives
+#   ROOTFS_TIMEOUT=120                       seconds for the Docker-like rootfs check
 #
 # Prints one summary line per tutorial set and per compatibility suite (e.g.
 # "python/aio-pika: 9/9 passed") and "crash/kill9: N/M rounds passed", then
@@ -34,6 +36,7 @@ READY_TIMEOUT="${READY_TIMEOUT:-30}"      # seconds to wait for "ready to accept
 COMPAT_TIMEOUT="${COMPAT_TIMEOUT:-300}"   # seconds for one compatibility suite (each has its own watchdog)
 RUST_BUILD_TIMEOUT="${RUST_BUILD_TIMEOUT:-1200}"
 UI_TIMEOUT="${UI_TIMEOUT:-180}"           # seconds for the web UI suite (it has its own watchdog)
+ROOTFS_TIMEOUT="${ROOTFS_TIMEOUT:-120}"   # seconds for rootfs_check.sh (its waits are bounded)
 ONLY="${INTEGRATION_ONLY:-}"
 
 # want PART...: true if INTEGRATION_ONLY is unset or names one of PART.
@@ -418,6 +421,43 @@ run_ui() {
     fi
 }
 
+# rootfs_check.sh builds a minimal root filesystem and runs the binary in it as the Dockerfile
+# does (chroot, namespaces, non-root USER, ENV, HEALTHCHECK); it prints "rootfs: N/M passed",
+# or exits 77 after "rootfs: skipped, REASON" where it cannot run (not root, no unshare).
+run_rootfs() {
+    local label=rootfs out="$LOGS/rootfs.log" rc=0 start=$SECONDS line n m
+    resolve_bin
+    WARREN_BIN="$BIN" PYTHON="$PYTHON" timeout -k 5 "$ROOTFS_TIMEOUT" \
+        bash "$HERE/rootfs_check.sh" >"$out" 2>&1 </dev/null || rc=$?
+    line="$(grep -E "^$label: " "$out" | tail -1 || true)"
+    if [[ $rc == 77 && "$line" == "$label: skipped"* ]]; then
+        log "SKIP $label: ${line#"$label: skipped, "}"
+        SUMMARY+=("$line")
+        return
+    fi
+    if [[ "$line" =~ ^[^:]+:\ ([0-9]+)/([0-9]+)\ passed$ ]]; then
+        n="${BASH_REMATCH[1]}"
+        m="${BASH_REMATCH[2]}"
+        TOTAL_PASSED=$((TOTAL_PASSED + n))
+        TOTAL_FAILED=$((TOTAL_FAILED + m - n))
+        if [[ $rc != 0 && $n == "$m" ]]; then
+            TOTAL_FAILED=$((TOTAL_FAILED + 1))
+            line="$line, but exit status $rc"
+        fi
+    else
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        line="$label: FAILED, exit status $rc, no summary line"
+    fi
+    SUMMARY+=("$line")
+    if [[ $rc == 0 ]]; then
+        log "PASS $label ($((SECONDS - start))s)"
+    else
+        KEEP_WORK=1
+        log "FAIL $label (exit $rc, $((SECONDS - start))s):"
+        { grep -E -A20 'FAIL ' "$out" || tail -30 "$out"; } | sed 's/^/    /'
+    fi
+}
+
 finish() {
     local line
     echo
@@ -473,6 +513,13 @@ if want ui; then
         log "skipping the web UI suite: it tests Warren's own UI"
     else
         run_ui
+    fi
+fi
+if want rootfs; then
+    if [[ -n "${WARREN_EXTERNAL:-}" ]]; then
+        log "skipping the rootfs check: it runs Warren's own binary"
+    else
+        run_rootfs
     fi
 fi
 if want crash; then

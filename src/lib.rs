@@ -75,8 +75,18 @@ impl Broker {
         let metrics = bind_optional(&config.http_bind, config.metrics_port).await?;
         let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
         let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
-        std::fs::create_dir_all(&config.data_dir)?;
-        let store = Arc::new(store::StoreEnv::new(config.data_dir.clone(), config.fsync)?);
+        // A data dir the user cannot write (a root-owned bind mount under the Docker image's
+        // non-root USER) would otherwise be reported as a bare "Permission denied".
+        let in_data_dir = |e: std::io::Error| {
+            std::io::Error::new(
+                e.kind(),
+                format!("data dir {}: {e}", config.data_dir.display()),
+            )
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(in_data_dir)?;
+        let store =
+            store::StoreEnv::new(config.data_dir.clone(), config.fsync).map_err(in_data_dir)?;
+        let store = Arc::new(store);
         let state = Arc::new(BrokerState::new(config, store.clone()));
         restore_definitions(&state)?;
         let (shutdown, rx) = watch::channel(false);
