@@ -1168,6 +1168,14 @@ fn rabbitmqadmin() -> Option<std::path::PathBuf> {
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("rabbitmqadmin 2."))
     };
     let from_env = std::env::var_os("RABBITMQADMIN").map(std::path::PathBuf::from);
+    // Named explicitly (CI does): a missing or wrong binary is a failure, not a skip.
+    if let Some(p) = &from_env {
+        assert!(
+            p.is_file() && is_v2(p),
+            "RABBITMQADMIN={} is not a rabbitmqadmin 2.x binary",
+            p.display()
+        );
+    }
     let on_path = std::env::var_os("PATH").map_or_else(Vec::new, |paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join("rabbitmqadmin"))
