@@ -111,6 +111,9 @@ pub struct BrokerStats {
     closed: Mutex<Counts>,
     /// Broker totals sampled by the management API's sampler, for rates.
     pub samples: Mutex<Samples<Counts>>,
+    /// Messages published through the management API (POST .../publish). Several requests
+    /// may run at once, so these take atomic adds, unlike a connection's.
+    api: MsgCounters,
 }
 
 /// The last two samples of some counters, taken at a fixed interval (RabbitMQ's
@@ -166,8 +169,20 @@ impl BrokerStats {
     pub fn total(&self, live: impl FnOnce(&mut dyn FnMut(&MsgCounters))) -> Counts {
         let closed = self.closed.lock();
         let mut sum = *closed;
+        sum.add(&self.api.snapshot());
         live(&mut |c| sum.add(&c.snapshot()));
         sum
+    }
+
+    /// Counts a publish made through the management API.
+    pub fn count_api_publish(&self, routed: bool) {
+        self.api.publish.fetch_add(1, Relaxed);
+        let outcome = if routed {
+            &self.api.routed
+        } else {
+            &self.api.drop_unroutable
+        };
+        outcome.fetch_add(1, Relaxed);
     }
 }
 

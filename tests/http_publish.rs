@@ -187,6 +187,15 @@ async fn publish_reports_unroutable_messages() {
     assert_eq!(got[0]["payload"], "yes");
     assert_eq!(got[0]["exchange"], x.as_str());
     assert_eq!(got[0]["routing_key"], "stock.acme");
+    if env.is_warren() {
+        // API publishes count in the broker's message_stats (this broker saw no others); the
+        // queue counts the one that reached it.
+        let o = api.ok("/api/overview").await;
+        assert_eq!(o["message_stats"]["publish"], 3, "{o}");
+        assert_eq!(o["message_stats"]["drop_unroutable"], 2, "{o}");
+        let queue = api.ok(&format!("/api/queues/%2F/{}", enc(&q))).await;
+        assert_eq!(queue["message_stats"]["publish"], 1, "{queue}");
+    }
     assert_eq!(api.delete(&xpath).await.status, 204);
     delete_queue(api, &q).await;
 }

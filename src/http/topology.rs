@@ -365,6 +365,7 @@ pub async fn publish(
         body: payload,
     });
     let outcome = crate::channel::deliver(&vh, &exchange, &msg, &extra_keys);
+    st.stats.count_api_publish(outcome.routed);
     if outcome.stored && st.store.coord.fsync_enabled() {
         wait_synced(&st, st.store.coord.request()).await?;
     }
