@@ -197,7 +197,10 @@ impl DiskStore {
         if self.disk_count == 0 {
             self.cursor = None;
         }
-        max_seq + 1
+        // Fully acked segments are deleted, so the records left need not hold the highest seq
+        // ever used; the delivered mark does (every acked message was delivered first). Reusing
+        // seqs at or below it would flag fresh messages redelivered after the next restart.
+        max_seq.max(self.recovered_delivered) + 1
     }
 
     fn recover_segment(&mut self, id: u64, max_seq: &mut u64) -> Option<Segment> {
