@@ -452,23 +452,8 @@ async fn connections_list_and_close() {
     ))
     .await
     .expect("connect");
-    // RabbitMQ shows the client's connection_name; each Warren test has its own broker, where
-    // guest's only connection is this one.
-    let ours = |c: &Value| {
-        c["user"] == "guest"
-            && (env.is_warren() || c["client_properties"]["connection_name"] == label.as_str())
-    };
     let (local_port, name) = {
-        let mut found = None;
-        for _ in 0..100 {
-            let list = api.ok("/api/connections").await;
-            if let Some(c) = list.as_array().and_then(|l| l.iter().find(|c| ours(c))) {
-                found = Some(c.clone());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let c = found.expect("connection listed");
+        let c = own_connection(api, env.is_warren(), &label).await;
         assert_eq!(c["vhost"], "/");
         assert_eq!(c["protocol"], "AMQP 0-9-1");
         assert!(c["connected_at"].is_u64());
@@ -1311,7 +1296,9 @@ async fn rabbitmqadmin_v2_works() {
     );
 }
 
-/// The connection of this test's own `label`led client, from /api/connections.
+/// The connection of this test's own `label`led client, from /api/connections. RabbitMQ shows the
+/// client's connection_name; each Warren test has its own broker, where guest's only connection
+/// is this one.
 async fn own_connection(api: &Api, is_warren: bool, label: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..100 {

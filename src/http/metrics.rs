@@ -56,11 +56,7 @@ pub fn router(state: Arc<BrokerState>) -> Router {
 async fn metrics(State(st): State<Arc<BrokerState>>) -> impl IntoResponse {
     // Only connection tasks know their channels: ask them first.
     let ids: Vec<u64> = st.connections.iter().map(|c| *c.key()).collect();
-    let channels: usize = super::runtime::inspect(&st, &ids)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum();
+    let channels = super::runtime::channel_total(&st, &ids).await;
     let st2 = st.clone();
     // Sampling touches /proc and statvfs: keep it off the reactor.
     let body = tokio::task::spawn_blocking(move || render(&st2, channels as u64))

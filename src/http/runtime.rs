@@ -187,7 +187,7 @@ pub async fn close_connection(
 
 /// Asks each connection in `ids` for its channels; a connection that does not answer within
 /// the deadline (busy, or closing) is left out rather than holding the request.
-pub(crate) async fn inspect(st: &Shared, ids: &[u64]) -> HashMap<u64, Vec<ChannelInfo>> {
+async fn inspect(st: &Shared, ids: &[u64]) -> HashMap<u64, Vec<ChannelInfo>> {
     let mut waiting = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(c) = st.connections.get(id) {
@@ -240,16 +240,27 @@ async fn channels(st: &Shared, caller: &Caller, only_vhost: Option<&str>) -> Vec
         .into_iter()
         .map(|c| c.0)
         .collect();
-    let found = inspect(st, &ids).await;
+    let mut out = channels_of(st, &ids).await;
+    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    out
+}
+
+/// The channels of the connections `ids`, in that order.
+async fn channels_of(st: &Shared, ids: &[u64]) -> Vec<Value> {
+    let found = inspect(st, ids).await;
     let node = super::node_name();
     let mut out = Vec::new();
     for id in ids {
-        if let (Some(info), Some(chs)) = (st.connections.get(&id), found.get(&id)) {
+        if let (Some(info), Some(chs)) = (st.connections.get(id), found.get(id)) {
             out.extend(chs.iter().map(|ch| channel_json(st, &info, ch, &node)));
         }
     }
-    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     out
+}
+
+/// How many channels the connections `ids` have open.
+pub(crate) async fn channel_total(st: &Shared, ids: &[u64]) -> usize {
+    inspect(st, ids).await.values().map(Vec::len).sum()
 }
 
 pub async fn list_channels(
@@ -290,16 +301,7 @@ pub async fn connection_channels(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (id, _) = find_connection(&st, &caller, &name)?;
-    let found = inspect(&st, &[id]).await;
-    let node = super::node_name();
-    let list = match (st.connections.get(&id), found.get(&id)) {
-        (Some(info), Some(chs)) => chs
-            .iter()
-            .map(|ch| channel_json(&st, &info, ch, &node))
-            .collect(),
-        _ => Vec::new(),
-    };
-    Ok(Json(Value::Array(list)))
+    Ok(Json(Value::Array(channels_of(&st, &[id]).await)))
 }
 
 /// Consumers of the visible vhosts' queues (or one vhost's), as RabbitMQ lists them.
@@ -487,7 +489,7 @@ pub async fn overview(
         .iter()
         .map(|c| c.0)
         .collect();
-    let channels: usize = inspect(&st, &ids).await.values().map(Vec::len).sum();
+    let channels = channel_total(&st, &ids).await;
     let version = env!("CARGO_PKG_VERSION");
     let compat = super::RABBITMQ_COMPAT_VERSION;
     Json(json!({
