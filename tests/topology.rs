@@ -461,6 +461,47 @@ async fn exchange_delete_removes_it() {
     tb.stop().await;
 }
 
+/// A channel remembers the exchange it publishes to; deleting that exchange (from another
+/// channel) must make its next publish fail with 404, and declaring it again must route by the
+/// new exchange's bindings, not the old one's.
+#[tokio::test]
+async fn publisher_sees_its_exchange_deleted_and_declared_again() {
+    let tb = common::start().await;
+    let (_conn, ch) = setup(&tb).await;
+    let (_c2, admin) = setup(&tb).await;
+    let ex = uniq("x-recreated");
+    let (old_q, new_q) = (temp_queue(&admin).await, temp_queue(&admin).await);
+    declare_exchange(&admin, &ex, ExchangeKind::Direct, no_args()).await;
+    bind(&admin, &old_q, &ex, "k", no_args()).await;
+    publish(&ch, &ex, "k", b"one").await;
+    within(admin.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default()))
+        .await
+        .expect("delete");
+    declare_exchange(&admin, &ex, ExchangeKind::Fanout, no_args()).await;
+    bind(&admin, &new_q, &ex, "", no_args()).await;
+    publish(&ch, &ex, "k", b"two").await;
+    within(admin.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default()))
+        .await
+        .expect("delete again");
+    let res = within(ch.basic_publish(
+        ex.as_str().into(),
+        "k".into(),
+        BasicPublishOptions::default(),
+        b"lost",
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("publish frame");
+    let res = within(res).await;
+    assert!(
+        res.as_ref().err().and_then(reply_code) == Some(404),
+        "publish to a deleted exchange: {res:?}"
+    );
+    assert_eq!(drain(&admin, &old_q).await, vec![b"one".to_vec()]);
+    assert_eq!(drain(&admin, &new_q).await, vec![b"two".to_vec()]);
+    tb.stop().await;
+}
+
 #[tokio::test]
 async fn publish_to_internal_exchange_is_refused() {
     let tb = common::start().await;

@@ -182,10 +182,20 @@ impl Channel {
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true").on(60, 40));
         }
-        let exchange = ctx
-            .vhost
-            .exchange(p.exchange.as_str())
-            .map_err(|e| e.on(60, 40))?;
+        let (exchange, allowed) = match &self.publish_to {
+            Some((ex, ok)) if ex.name == p.exchange.as_str() && !ex.is_deleted() => {
+                (ex.clone(), *ok)
+            }
+            _ => {
+                let ex = ctx
+                    .vhost
+                    .exchange(p.exchange.as_str())
+                    .map_err(|e| e.on(60, 40))?;
+                let ok = check(ctx, Perm::Write, "exchange", p.exchange.as_str()).is_ok();
+                self.publish_to = Some((ex.clone(), ok));
+                (ex, ok)
+            }
+        };
         if exchange.options.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",
@@ -193,14 +203,6 @@ impl Channel {
             ))
             .on(60, 40));
         }
-        let allowed = match &self.write_checked {
-            Some((name, ok)) if name == p.exchange.as_str() => *ok,
-            _ => {
-                let ok = check(ctx, Perm::Write, "exchange", p.exchange.as_str()).is_ok();
-                self.write_checked = Some((p.exchange.as_str().to_owned(), ok));
-                ok
-            }
-        };
         if !allowed {
             return Err(check(ctx, Perm::Write, "exchange", p.exchange.as_str())
                 .err()

@@ -18,7 +18,7 @@ use crate::store::QueuedMessage;
 use crate::store::sync::SyncState;
 use amq_protocol::protocol::{AMQPClass, basic as bm, channel as chm};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A frame addressed to a channel.
@@ -102,7 +102,7 @@ pub struct Channel {
     pub closing: bool,
     next_tag: u64,
     unacked: BTreeMap<u64, Unacked>,
-    consumers: HashMap<Arc<str>, ChanConsumer>,
+    consumers: crate::FastMap<Arc<str>, ChanConsumer>,
     /// basic.qos global=false: the limit new consumers get.
     prefetch: u32,
     gate: Arc<ChannelGate>,
@@ -111,9 +111,11 @@ pub struct Channel {
     /// The last queue declared on this channel ("" in later methods refers to it).
     last_queue: Option<String>,
     reply: Option<ReplyConsumer>,
-    /// Last exchange checked for write permission and the answer (permissions are fixed for
-    /// the connection's lifetime, so the answer cannot go stale).
-    write_checked: Option<(String, bool)>,
+    /// The exchange this channel last published to and whether the user may write to it:
+    /// publishers mostly use one exchange, so its by-name lookup and the permission check run
+    /// once, not per message. Permissions are fixed for the connection's lifetime, so the answer
+    /// cannot go stale; a deleted exchange is looked up again.
+    publish_to: Option<(Arc<crate::exchange::Exchange>, bool)>,
     /// A tx.commit-ok is owed once group commit completes.
     commit_pending: bool,
     /// Group commit failed under a transaction: later commits are refused.
@@ -160,14 +162,14 @@ impl Channel {
             closing: false,
             next_tag: 1,
             unacked: BTreeMap::new(),
-            consumers: HashMap::new(),
+            consumers: crate::FastMap::default(),
             prefetch: 0,
             gate: Arc::new(ChannelGate::default()),
             confirms: None,
             tx: None,
             last_queue: None,
             reply: None,
-            write_checked: None,
+            publish_to: None,
             commit_pending: false,
             commit_failed: false,
             next_timeout: None,

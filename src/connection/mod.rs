@@ -22,7 +22,6 @@ use crate::vhost::VHost;
 use amq_protocol::protocol::{AMQPClass, connection};
 use bytes::BytesMut;
 use handshake::ClientCaps;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,7 +266,7 @@ async fn serve<S: Transport>(
             published: false,
             counters,
         },
-        channels: HashMap::new(),
+        channels: crate::FastMap::default(),
         channel_max: opened.channel_max,
         closing: None,
         done: false,
@@ -423,7 +422,7 @@ fn close_method(err: &AmqpError) -> AMQPClass {
 /// A connection after its handshake.
 pub struct Connection {
     pub ctx: ConnCtx,
-    channels: HashMap<u16, Channel>,
+    channels: crate::FastMap<u16, Channel>,
     channel_max: u16,
     /// Set once we sent connection.close: the deadline for the peer's close-ok.
     closing: Option<Instant>,

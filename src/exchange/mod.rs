@@ -11,7 +11,6 @@ use crate::queue::Queue;
 use amq_protocol::types::FieldTable;
 use arc_swap::ArcSwapOption;
 use parking_lot::RwLock;
-use std::collections::HashMap;
 use std::sync::Arc;
 use topic::TopicTrie;
 
@@ -104,7 +103,7 @@ pub struct Binding {
 struct Bindings {
     /// Source of truth (listing, unbind, headers and fanout matching).
     all: Vec<Binding>,
-    direct: HashMap<String, Vec<Destination>>,
+    direct: crate::FastMap<String, Vec<Destination>>,
     topic: TopicTrie<Destination>,
 }
 
@@ -132,6 +131,8 @@ pub struct Exchange {
     pub dedup: Option<parking_lot::Mutex<crate::dedup::Dedup>>,
     /// Held messages of an x-delayed-message exchange (set by the vhost when declared).
     pub delayed: std::sync::OnceLock<Arc<delayed::Delayed>>,
+    /// Set once it is removed from its vhost, so handles cached by publishing channels go stale.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 impl Exchange {
@@ -154,7 +155,19 @@ impl Exchange {
             bindings: RwLock::new(Bindings::default()),
             dedup,
             delayed: std::sync::OnceLock::new(),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether it was deleted (a handle kept past the deletion must be looked up again).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks it deleted; called by the vhost once it is out of the map.
+    pub fn mark_deleted(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Where unroutable messages go, if anywhere.

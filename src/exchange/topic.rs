@@ -23,7 +23,7 @@
 //! - Matching walks the trie as an NFA over sets of nodes, so each node is visited at most once per
 //!   routing-key word: patterns such as `#.#.#.#` cost linear time, never exponential.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// Splits a routing key or binding pattern into words as RabbitMQ does: `""` is no words at all,
 /// so that `""` is matched by `#` but not by `*`.
@@ -38,7 +38,7 @@ fn words(s: &str) -> impl Iterator<Item = &str> {
 struct Node<T> {
     /// Edges for literal words; wildcards are kept apart so a literal `*` or `#` routing-key word
     /// never follows a wildcard edge as if it were a literal.
-    literals: HashMap<Box<str>, Node<T>>,
+    literals: crate::FastMap<Box<str>, Node<T>>,
     /// Edge for a `*` pattern word.
     star: Option<Box<Node<T>>>,
     /// Edge for a `#` pattern word; the node it leads to may consume any number of further words.
@@ -50,7 +50,7 @@ struct Node<T> {
 impl<T> Node<T> {
     fn new() -> Self {
         Self {
-            literals: HashMap::new(),
+            literals: crate::FastMap::default(),
             star: None,
             hash: None,
             values: Vec::new(),

@@ -59,7 +59,9 @@ fn arguments(v: Option<&Value>) -> ApiResult<FieldTable> {
 }
 
 /// Clones a vhost's map values out, so no guard outlives the call.
-fn values<V: Clone>(m: &dashmap::DashMap<String, V>) -> Vec<V> {
+fn values<V: Clone, S: std::hash::BuildHasher + Clone>(
+    m: &dashmap::DashMap<String, V, S>,
+) -> Vec<V> {
     m.iter().map(|e| e.value().clone()).collect()
 }
 

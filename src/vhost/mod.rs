@@ -50,8 +50,8 @@ pub struct VHost {
     pub name: String,
     /// Where this vhost's queues keep their messages.
     pub store: Arc<crate::store::StoreEnv>,
-    pub exchanges: DashMap<String, Arc<Exchange>>,
-    pub queues: DashMap<String, Arc<Queue>>,
+    pub exchanges: DashMap<String, Arc<Exchange>, crate::FastHash>,
+    pub queues: DashMap<String, Arc<Queue>, crate::FastHash>,
     /// Serialises topology changes with their log appends, so the definitions log records
     /// them in the order they took effect.
     topology: parking_lot::Mutex<()>,
@@ -67,8 +67,8 @@ impl VHost {
         let vh = VHost {
             name: name.to_owned(),
             store,
-            exchanges: DashMap::new(),
-            queues: DashMap::new(),
+            exchanges: DashMap::default(),
+            queues: DashMap::default(),
             topology: parking_lot::Mutex::new(()),
             losses: Default::default(),
             policies: parking_lot::RwLock::new(Vec::new()),
@@ -218,6 +218,7 @@ impl VHost {
         if self.exchanges.remove(name).is_none() {
             return Ok(());
         }
+        ex.mark_deleted();
         if let Some(d) = ex.delayed.get() {
             d.destroy();
         }
