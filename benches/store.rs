@@ -33,7 +33,7 @@ fn message(persistent: bool) -> Arc<Message> {
         exchange: String::new(),
         routing_key: "bench-q".into(),
         raw_properties: encode_properties(&props),
-        properties: props,
+        properties: Box::new(props),
         body: Bytes::from_static(b"0123456789abcdef"),
     })
 }

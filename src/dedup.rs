@@ -115,7 +115,7 @@ mod tests {
         Message {
             exchange: String::new(),
             routing_key: String::new(),
-            properties: BasicProperties::default().with_message_id(id.into()),
+            properties: Box::new(BasicProperties::default().with_message_id(id.into())),
             raw_properties: bytes::Bytes::new(),
             body: bytes::Bytes::new(),
         }

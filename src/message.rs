@@ -12,7 +12,9 @@ pub struct Message {
     /// Routing key it was published with.
     pub routing_key: String,
     /// Parsed properties, for routing decisions (headers, reply-to, delivery mode).
-    pub properties: BasicProperties,
+    /// Boxed: a message moves through decode, reassembly and routing, and moving the ~400-byte
+    /// struct by value cost a `memcpy` at each step.
+    pub properties: Box<BasicProperties>,
     /// Properties exactly as they go on the wire, so deliveries never re-serialise them.
     pub raw_properties: Bytes,
     /// The body, shared with the read buffer it arrived in.

@@ -113,18 +113,29 @@ pub fn deliver(
         outcome.routed = true;
         return outcome;
     }
-    let mut keys: Vec<&str> = Vec::with_capacity(1 + extra_keys.len());
-    keys.push(&msg.routing_key);
-    keys.extend(extra_keys.iter().map(String::as_str));
-    let mut queues: Vec<Arc<Queue>> = Vec::new();
+    let key = msg.routing_key.as_str();
+    let mut keys: Vec<&str> = Vec::new();
+    if !extra_keys.is_empty() {
+        keys.reserve(1 + extra_keys.len());
+        keys.push(key);
+        keys.extend(extra_keys.iter().map(String::as_str));
+    }
+    let keys = if keys.is_empty() {
+        std::slice::from_ref(&key)
+    } else {
+        &keys[..]
+    };
+    // A queue list per publish would be an allocation per message; this thread's list is
+    // reused (taken out while in use, since routing can re-enter through dead-lettering).
+    let mut queues = ROUTE_SCRATCH.with(|s| s.take());
     vhost.route(
         exchange,
-        &keys,
+        keys,
         msg.properties.headers().as_ref(),
         &mut queues,
     );
     let mut any = false;
-    for q in &queues {
+    for q in queues.drain(..) {
         match q.publish(msg.clone()) {
             Published::Accepted => any = true,
             Published::Stored => {
@@ -135,8 +146,13 @@ pub fn deliver(
             Published::Dropped => {}
         }
     }
+    ROUTE_SCRATCH.with(|s| s.set(queues));
     outcome.routed = any || outcome.refused;
     outcome
+}
+
+thread_local! {
+    static ROUTE_SCRATCH: std::cell::Cell<Vec<Arc<Queue>>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// The direct reply-to pseudo-queue.
@@ -176,7 +192,7 @@ fn parse_reply_token(key: &str) -> Option<(u64, u16, u64)> {
 }
 
 impl Channel {
-    pub(super) fn publish(&mut self, ctx: &mut ConnCtx, content: Box<Content>) -> AmqpResult<()> {
+    pub(super) fn publish(&mut self, ctx: &mut ConnCtx, content: Content) -> AmqpResult<()> {
         ctx.published = true;
         let p = &content.publish;
         if p.immediate {
@@ -237,22 +253,28 @@ impl Channel {
         &mut self,
         ctx: &mut ConnCtx,
         exchange: &Arc<crate::exchange::Exchange>,
-        content: Box<Content>,
+        content: Content,
     ) -> RouteOutcome {
         let Content {
             publish,
             mut properties,
             mut raw_properties,
             body,
-        } = *content;
+        } = content;
         bump(&ctx.counters.publish, 1);
-        let routing_key = publish.routing_key.as_str().to_owned();
+        let bm::Publish {
+            exchange: _,
+            routing_key,
+            mandatory,
+            immediate: _,
+        } = publish;
+        let routing_key = String::from(routing_key);
         let (extra_keys, mut rewrite) = sender_selected_keys(&mut properties);
         if properties.reply_to().as_ref().map(|r| r.as_str()) == Some(REPLY_TO)
             && let Some(reply) = &self.reply
         {
             let token = format!("{REPLY_PREFIX}{}.{}.{:x}", ctx.id, self.id, reply.secret);
-            properties = properties.with_reply_to(token.into());
+            *properties = std::mem::take(&mut *properties).with_reply_to(token.into());
             rewrite = true;
         }
         if rewrite {
@@ -277,19 +299,19 @@ impl Channel {
         let counters = &ctx.counters;
         if routed {
             bump(&counters.routed, 1);
-        } else if publish.mandatory {
+        } else if mandatory {
             bump(&counters.return_unroutable, 1);
         } else {
             bump(&counters.drop_unroutable, 1);
         }
-        if !routed && publish.mandatory {
+        if !routed && mandatory {
             ctx.send_method(
                 self.id,
                 AMQPClass::Basic(bm::AMQPMethod::Return(bm::Return {
                     reply_code: crate::error::codes::NO_ROUTE,
                     reply_text: "NO_ROUTE".into(),
-                    exchange: publish.exchange,
-                    routing_key: publish.routing_key,
+                    exchange: msg.exchange.as_str().into(),
+                    routing_key: msg.routing_key.as_str().into(),
                 })),
             );
             codec::encode_content(

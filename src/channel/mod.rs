@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// A frame addressed to a channel.
 pub enum Input {
     Method(AMQPClass),
-    Header(Box<ContentHeader>),
+    Header(ContentHeader),
     Body(Bytes),
 }
 
@@ -82,7 +82,7 @@ struct Confirms {
 struct Tx {
     /// Boxed as the assembler produced them; unboxing would copy each.
     #[allow(clippy::vec_box)]
-    publishes: Vec<Box<Content>>,
+    publishes: Vec<Content>,
     /// Settlements taken out of `unacked`; put back on rollback.
     settles: Vec<(Unacked, Settle)>,
 }

@@ -363,7 +363,7 @@ pub async fn publish(
         exchange: exchange.name.clone(),
         routing_key: routing_key.clone(),
         raw_properties: crate::protocol::codec::encode_properties(&properties),
-        properties,
+        properties: Box::new(properties),
         body: payload,
     });
     let outcome = crate::channel::deliver(&vh, &exchange, &msg, &extra_keys);

@@ -20,14 +20,14 @@ const MAX_PREALLOC: usize = 1024 * 1024;
 #[derive(Debug)]
 pub enum Command {
     Method(AMQPClass),
-    Publish(Box<Content>),
+    Publish(Content),
 }
 
 /// A basic.publish with its content reassembled.
 #[derive(Debug)]
 pub struct Content {
     pub publish: basic::Publish,
-    pub properties: BasicProperties,
+    pub properties: Box<BasicProperties>,
     pub raw_properties: Bytes,
     pub body: Bytes,
 }
@@ -39,7 +39,7 @@ pub enum Assembler {
     Idle,
     AwaitHeader(basic::Publish),
     AwaitBody {
-        content: Box<Content>,
+        content: Content,
         expected: u64,
         /// Only used when the body arrives in more than one frame; a single-frame body is kept as
         /// the received `Bytes` without copying.
@@ -68,7 +68,7 @@ impl Assembler {
     }
 
     /// Feeds a content header frame.
-    pub fn header(&mut self, header: Box<ContentHeader>) -> Result<Option<Command>, AmqpError> {
+    pub fn header(&mut self, header: ContentHeader) -> Result<Option<Command>, AmqpError> {
         let publish = match std::mem::take(self) {
             Assembler::AwaitHeader(p) => p,
             _ => return Err(AmqpError::unexpected_frame("content header not expected")),
@@ -86,12 +86,12 @@ impl Assembler {
             ))
             .on(60, 40));
         }
-        let content = Box::new(Content {
+        let content = Content {
             publish,
             properties: header.properties,
             raw_properties: header.raw_properties,
             body: Bytes::new(),
-        });
+        };
         if header.body_size == 0 {
             return Ok(Some(Command::Publish(content)));
         }
@@ -167,13 +167,13 @@ mod tests {
         }))
     }
 
-    fn header(size: u64) -> Box<ContentHeader> {
-        Box::new(ContentHeader {
+    fn header(size: u64) -> ContentHeader {
+        ContentHeader {
             class_id: 60,
             body_size: size,
-            properties: BasicProperties::default(),
+            properties: Box::default(),
             raw_properties: Bytes::from_static(&[0, 0]),
-        })
+        }
     }
 
     #[test]

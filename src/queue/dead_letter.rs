@@ -156,7 +156,7 @@ pub fn dead_lettered(
         exchange: dlx.to_owned(),
         routing_key: new_routing_key.unwrap_or(&msg.routing_key).to_owned(),
         raw_properties: codec::encode_properties(&props),
-        properties: props,
+        properties: Box::new(props),
         body: msg.body.clone(),
     })
 }
@@ -219,7 +219,7 @@ pub fn with_delivery_count(msg: &Message, count: u32) -> Arc<Message> {
         exchange: msg.exchange.clone(),
         routing_key: msg.routing_key.clone(),
         raw_properties: codec::encode_properties(&props),
-        properties: props,
+        properties: Box::new(props),
         body: msg.body.clone(),
     })
 }
@@ -235,7 +235,7 @@ mod tests {
             exchange: "ex".into(),
             routing_key: "rk".into(),
             raw_properties: codec::encode_properties(&props),
-            properties: props,
+            properties: Box::new(props),
             body: Bytes::from_static(b"x"),
         }
     }

@@ -480,7 +480,7 @@ impl DiskStore {
                 msg: Arc::new(Message {
                     exchange: rec.exchange,
                     routing_key: rec.routing_key,
-                    properties,
+                    properties: Box::new(properties),
                     raw_properties: rec.raw_properties,
                     body: rec.body,
                 }),

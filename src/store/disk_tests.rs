@@ -18,7 +18,7 @@ fn message(body: &[u8], persistent: bool) -> Arc<Message> {
         exchange: "ex".into(),
         routing_key: "rk".into(),
         raw_properties: crate::protocol::codec::encode_properties(&props),
-        properties: props,
+        properties: Box::new(props),
         body: Bytes::copy_from_slice(body),
     })
 }
