@@ -76,13 +76,18 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpE
             buf[7 + size]
         )));
     }
-    buf.advance(7);
-    let payload = buf.split_to(size).freeze();
-    buf.advance(1);
+    // Only a body keeps a handle on the read buffer: methods and headers are parsed from the
+    // slice (splitting shares the buffer, which costs an atomic count per frame).
+    let payload = &buf[7..7 + size];
     let frame = match frame_type {
-        FRAME_METHOD => Frame::Method(channel, parse_method(&payload)?),
+        FRAME_METHOD => Frame::Method(channel, parse_method(payload)?),
         FRAME_HEADER => Frame::Header(channel, parse_header(payload)?),
-        FRAME_BODY => Frame::Body(channel, payload),
+        FRAME_BODY => {
+            buf.advance(7);
+            let body = buf.split_to(size).freeze();
+            buf.advance(1);
+            return Ok(Some(Frame::Body(channel, body)));
+        }
         _ => {
             if size != 0 {
                 return Err(AmqpError::frame_error("heartbeat frame with a payload"));
@@ -90,6 +95,7 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpE
             Frame::Heartbeat(channel)
         }
     };
+    buf.advance(size + FRAME_OVERHEAD);
     Ok(Some(frame))
 }
 
@@ -125,13 +131,18 @@ fn parse_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
     }
 }
 
-fn parse_header(payload: Bytes) -> Result<ContentHeader, AmqpError> {
+fn parse_header(payload: &[u8]) -> Result<ContentHeader, AmqpError> {
     if payload.len() < 14 {
         return Err(AmqpError::frame_error("content header too short"));
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let body_size = u64::from_be_bytes(payload[4..12].try_into().unwrap_or([0; 8]));
-    let raw_properties = payload.slice(12..);
+    // Most publishers send no properties (flags 0) or a delivery mode; a copy of those few
+    // bytes is cheaper than sharing the read buffer.
+    let raw_properties = match &payload[12..] {
+        [0, 0] => Bytes::from_static(&[0, 0]),
+        raw => Bytes::copy_from_slice(raw),
+    };
     let properties = match parse_properties_fast(&raw_properties) {
         Some(p) => p,
         None => match amq_protocol::protocol::basic::parse_properties(&raw_properties[..]) {
