@@ -501,16 +501,13 @@ impl Channel {
             ctx.frame_max,
         );
         if !g.no_ack {
-            self.unacked.insert(
-                delivery_tag,
-                Unacked {
-                    tag: delivery_tag,
-                    queue,
-                    message,
-                    credit: None,
-                    consumer: None,
-                },
-            );
+            self.unacked.insert(Unacked {
+                tag: delivery_tag,
+                queue,
+                message,
+                credit: None,
+                consumer: None,
+            });
         }
         Ok(())
     }
@@ -526,20 +523,18 @@ impl Channel {
         let taken: Vec<Unacked> = if multiple {
             // Tag 0 means everything outstanding; otherwise the tag itself must be
             // outstanding (RabbitMQ refuses the whole settle when it is not).
-            if tag != 0 && !self.unacked.contains_key(&tag) {
+            if tag != 0 && !self.unacked.contains(tag) {
                 return Err(AmqpError::precondition(format!(
                     "unknown delivery tag {tag}"
                 )));
             }
-            let upto = if tag == 0 {
-                std::mem::take(&mut self.unacked)
+            if tag == 0 {
+                self.unacked.take_all()
             } else {
-                let rest = self.unacked.split_off(&(tag + 1));
-                std::mem::replace(&mut self.unacked, rest)
-            };
-            upto.into_values().collect()
+                self.unacked.take_upto(tag)
+            }
         } else {
-            match self.unacked.remove(&tag) {
+            match self.unacked.remove(tag) {
                 Some(u) => vec![u],
                 None => {
                     return Err(AmqpError::precondition(format!(
@@ -607,7 +602,7 @@ impl Channel {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        let all: Vec<Unacked> = std::mem::take(&mut self.unacked).into_values().collect();
+        let all: Vec<Unacked> = self.unacked.take_all();
         self.apply_settles(all.into_iter().map(|u| (u, Settle::Requeue)));
         Ok(())
     }
@@ -671,7 +666,7 @@ impl Channel {
         };
         tx.publishes.clear();
         for (u, _) in std::mem::take(&mut tx.settles) {
-            self.unacked.insert(u.tag, u);
+            self.unacked.insert(u);
         }
         ctx.send_method(
             self.id,

@@ -7,6 +7,7 @@
 mod basic;
 pub use basic::{REPLY_TO, RouteOutcome, check_properties, deliver, sender_selected_keys};
 mod topology;
+mod unacked;
 
 use crate::connection::ConnCtx;
 use crate::error::{AmqpError, AmqpResult};
@@ -18,7 +19,6 @@ use crate::store::QueuedMessage;
 use crate::store::sync::SyncState;
 use amq_protocol::protocol::{AMQPClass, basic as bm, channel as chm};
 use bytes::Bytes;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A frame addressed to a channel.
@@ -50,6 +50,12 @@ struct Unacked {
     /// Consumer deliveries: the consumer and when it was delivered. The deadline is this plus
     /// the queue's consumer timeout as it is when checked (a policy may change it meanwhile).
     consumer: Option<(Arc<str>, std::time::Instant)>,
+}
+
+impl unacked::Tagged for Unacked {
+    fn tag(&self) -> u64 {
+        self.tag
+    }
 }
 
 /// A consumer as the channel sees it.
@@ -101,7 +107,7 @@ pub struct Channel {
     /// We sent channel.close and await close-ok; everything else is ignored meanwhile.
     pub closing: bool,
     next_tag: u64,
-    unacked: BTreeMap<u64, Unacked>,
+    unacked: unacked::UnackedList<Unacked>,
     consumers: crate::FastMap<Arc<str>, ChanConsumer>,
     /// basic.qos global=false: the limit new consumers get.
     prefetch: u32,
@@ -161,7 +167,7 @@ impl Channel {
             assembler: Assembler::default(),
             closing: false,
             next_tag: 1,
-            unacked: BTreeMap::new(),
+            unacked: Default::default(),
             consumers: crate::FastMap::default(),
             prefetch: 0,
             gate: Arc::new(ChannelGate::default()),
@@ -337,7 +343,7 @@ impl Channel {
         for (tag, c) in std::mem::take(&mut self.consumers) {
             self.detach(ctx, &tag, &c);
         }
-        let mut back: Vec<Unacked> = std::mem::take(&mut self.unacked).into_values().collect();
+        let mut back: Vec<Unacked> = self.unacked.take_all();
         if let Some(tx) = self.tx.take() {
             back.extend(tx.settles.into_iter().map(|(u, _)| u));
         }
@@ -399,21 +405,18 @@ impl Channel {
             }
         } else {
             let credit = Some(c.credit.clone());
-            let delivered_at = std::time::Instant::now();
+            let delivered_at = ctx.now;
             let deadline = delivered_at + consumer_timeout(&queue, ctx);
             if self.next_timeout.is_none_or(|t| deadline < t) {
                 self.next_timeout = Some(deadline);
             }
-            self.unacked.insert(
-                delivery_tag,
-                Unacked {
-                    tag: delivery_tag,
-                    queue,
-                    message,
-                    credit,
-                    consumer: Some((tag.clone(), delivered_at)),
-                },
-            );
+            self.unacked.insert(Unacked {
+                tag: delivery_tag,
+                queue,
+                message,
+                credit,
+                consumer: Some((tag.clone(), delivered_at)),
+            });
         }
     }
 
@@ -440,12 +443,12 @@ impl Channel {
         let expired: Vec<u64> = self
             .unacked
             .iter()
-            .filter(|(_, u)| deadline(u).is_some_and(|d| d <= now))
-            .map(|(t, _)| *t)
+            .filter(|u| deadline(u).is_some_and(|d| d <= now))
+            .map(|u| u.tag)
             .collect();
         self.next_timeout = self
             .unacked
-            .values()
+            .iter()
             .filter_map(deadline)
             .filter(|d| *d > now)
             .min();
@@ -456,7 +459,7 @@ impl Channel {
         let mut items = Vec::new();
         let mut timeout_ms = 0;
         for tag in expired {
-            if let Some(u) = self.unacked.remove(&tag) {
+            if let Some(u) = self.unacked.remove(tag) {
                 timeout_ms = consumer_timeout(&u.queue, ctx).as_millis();
                 if let Some((ctag, _)) = &u.consumer
                     && !cancelled.contains(ctag)

@@ -162,6 +162,9 @@ pub struct ConnCtx {
     pub published: bool,
     /// Message counters, shared read-only with the management API.
     pub counters: Arc<crate::stats::MsgCounters>,
+    /// When the current batch of queue events started: deliveries are stamped with it for the
+    /// consumer timeout (minutes), instead of reading the clock per message.
+    pub now: std::time::Instant,
 }
 
 impl ConnCtx {
@@ -265,6 +268,7 @@ async fn serve<S: Transport>(
             exclusive_queues: Vec::new(),
             published: false,
             counters,
+            now: std::time::Instant::now(),
         },
         channels: crate::FastMap::default(),
         channel_max: opened.channel_max,
@@ -340,6 +344,7 @@ async fn serve<S: Transport>(
                 }
             }
             Some(ev) = rx.recv() => {
+                conn.ctx.now = std::time::Instant::now();
                 conn.handle_event(ev);
                 // Drain what is already queued so it goes out in the same write.
                 for _ in 0..256 {

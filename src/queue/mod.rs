@@ -391,15 +391,22 @@ impl Queue {
         }
         // One clock reading for both the expiry and the dispatch below: with a TTL of 0, a
         // millisecond ticking over in between would expire a message a consumer was waiting for.
-        let now = now_ms();
+        // Without a TTL there is nothing to stamp, and dispatch reads the clock only if it meets
+        // an expiring message (0 = not read yet).
         let args = self.args();
-        let expires_at = Self::expiry_for(args.message_ttl, &msg, now);
+        let mut now = 0;
+        let expires_at = if args.message_ttl.is_some() || msg.properties.expiration().is_some() {
+            now = now_ms();
+            Self::expiry_for(args.message_ttl, &msg, now)
+        } else {
+            0
+        };
         let mut dead = DeadLetters::new();
         let outcome = {
             let mut st = self.state.lock();
             let persistent = self.options.durable && msg.persistent();
             if let Some(d) = st.dedup.as_mut()
-                && d.is_duplicate(&msg, now)
+                && d.is_duplicate(&msg, if now == 0 { now_ms() } else { now })
             {
                 // Dropped, and confirmed like any accepted message.
                 return Published::Accepted;
