@@ -155,6 +155,12 @@ thread_local! {
     static ROUTE_SCRATCH: std::cell::Cell<Vec<Arc<Queue>>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// `a == b` without a `memcmp` call for the default exchange's empty name: profiles put a
+/// surprising share of publish time in that call.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.is_empty() || a == b)
+}
+
 /// The direct reply-to pseudo-queue.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 const REPLY_PREFIX: &str = "amq.rabbitmq.reply-to.";
@@ -199,7 +205,7 @@ impl Channel {
             return Err(AmqpError::not_implemented("immediate=true").on(60, 40));
         }
         let (exchange, allowed) = match &self.publish_to {
-            Some((ex, ok)) if ex.name == p.exchange.as_str() && !ex.is_deleted() => {
+            Some((ex, ok)) if same_name(&ex.name, p.exchange.as_str()) && !ex.is_deleted() => {
                 (ex.clone(), *ok)
             }
             _ => {
