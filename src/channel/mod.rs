@@ -75,6 +75,35 @@ struct Confirms {
     pending: std::collections::VecDeque<(u64, u64, bool)>,
     /// Entries of `pending` waiting for group commit (checked on every loop iteration).
     waiting_sync: usize,
+    /// Entries of `pending` whose epoch is still one of the `UNSEALED_*` placeholders.
+    unsealed: usize,
+}
+
+/// Placeholder epochs of confirms whose records may still sit in a write buffer: never due
+/// until `seal_confirms` replaces them after the batch's flush. Which one says whether the
+/// message was written to disk (then the real epoch comes from group commit) or only accepted.
+const UNSEALED_STORED: u64 = u64::MAX;
+const UNSEALED_ACCEPTED: u64 = u64::MAX - 1;
+
+impl Confirms {
+    /// A publish confirmed once the connection's write batch ends.
+    fn push_unsealed(&mut self, stored: bool) {
+        self.next += 1;
+        let placeholder = if stored {
+            UNSEALED_STORED
+        } else {
+            UNSEALED_ACCEPTED
+        };
+        self.pending.push_back((self.next, placeholder, false));
+        self.waiting_sync += 1;
+        self.unsealed += 1;
+    }
+
+    /// A publish whose answer is known now: a nack if `refused`, else an ack (unroutable).
+    fn push_settled(&mut self, refused: bool) {
+        self.next += 1;
+        self.pending.push_back((self.next, 0, refused));
+    }
 }
 
 /// Work buffered by tx.select until commit.
@@ -565,6 +594,10 @@ impl Channel {
             if epoch != 0 {
                 c.waiting_sync -= 1;
             }
+            if epoch >= UNSEALED_ACCEPTED {
+                // Only a failed store makes a placeholder due: it is nacked below.
+                c.unsealed -= 1;
+            }
             if nack || failed {
                 emit_ack(ctx, run.take());
                 ctx.send_method(
@@ -580,6 +613,31 @@ impl Channel {
             }
         }
         emit_ack(ctx, run);
+    }
+
+    /// The connection's write batch ended: its records are written (`ok`) or not. Confirms of
+    /// the batch wait for `epoch` (0: none) or, if the write failed, become nacks.
+    pub fn seal_confirms(&mut self, epoch: u64, ok: bool) {
+        let Some(c) = self.confirms.as_mut() else {
+            return;
+        };
+        // Placeholders are the newest entries, possibly interleaved with settled ones.
+        for entry in c.pending.iter_mut().rev() {
+            if c.unsealed == 0 {
+                break;
+            }
+            let stored = match entry.1 {
+                UNSEALED_STORED => true,
+                UNSEALED_ACCEPTED => false,
+                _ => continue,
+            };
+            c.unsealed -= 1;
+            entry.1 = if stored && ok { epoch } else { 0 };
+            entry.2 |= !ok;
+            if entry.1 == 0 {
+                c.waiting_sync -= 1;
+            }
+        }
     }
 
     /// True while a confirm waits for group commit.

@@ -162,6 +162,8 @@ pub struct ConnCtx {
     pub published: bool,
     /// Message counters, shared read-only with the management API.
     pub counters: Arc<crate::stats::MsgCounters>,
+    /// Queues published to during the current socket read, flushed at its end.
+    pub batch: crate::queue::WriteBatch,
 }
 
 impl ConnCtx {
@@ -265,6 +267,7 @@ async fn serve<S: Transport>(
             exclusive_queues: Vec::new(),
             published: false,
             counters,
+            batch: Default::default(),
         },
         channels: crate::FastMap::default(),
         channel_max: opened.channel_max,
@@ -545,6 +548,25 @@ impl Connection {
                     break;
                 }
             }
+        }
+        self.end_batch();
+    }
+
+    /// Writes what this read's publishes left buffered (one write per queue), then gives their
+    /// confirms the group-commit epoch requested only now, after the writes, or nacks them if
+    /// a write failed.
+    fn end_batch(&mut self) {
+        let Some((ok, stored)) = self.ctx.batch.finish() else {
+            return;
+        };
+        let coord = &self.ctx.state.store.coord;
+        let epoch = if ok && stored && coord.fsync_enabled() {
+            coord.request()
+        } else {
+            0
+        };
+        for ch in self.channels.values_mut() {
+            ch.seal_confirms(epoch, ok);
         }
     }
 
