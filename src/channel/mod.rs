@@ -104,6 +104,28 @@ impl Confirms {
         self.next += 1;
         self.pending.push_back((self.next, 0, refused));
     }
+
+    /// Gives every placeholder its real epoch (stored messages; 0 for the others), or makes
+    /// it a nack when the batch's writes failed.
+    fn seal(&mut self, epoch: u64, ok: bool) {
+        // Placeholders are the newest entries, possibly interleaved with settled ones.
+        for entry in self.pending.iter_mut().rev() {
+            if self.unsealed == 0 {
+                break;
+            }
+            let stored = match entry.1 {
+                UNSEALED_STORED => true,
+                UNSEALED_ACCEPTED => false,
+                _ => continue,
+            };
+            self.unsealed -= 1;
+            entry.1 = if stored && ok { epoch } else { 0 };
+            entry.2 |= !ok;
+            if entry.1 == 0 {
+                self.waiting_sync -= 1;
+            }
+        }
+    }
 }
 
 /// Work buffered by tx.select until commit.
@@ -618,25 +640,8 @@ impl Channel {
     /// The connection's write batch ended: its records are written (`ok`) or not. Confirms of
     /// the batch wait for `epoch` (0: none) or, if the write failed, become nacks.
     pub fn seal_confirms(&mut self, epoch: u64, ok: bool) {
-        let Some(c) = self.confirms.as_mut() else {
-            return;
-        };
-        // Placeholders are the newest entries, possibly interleaved with settled ones.
-        for entry in c.pending.iter_mut().rev() {
-            if c.unsealed == 0 {
-                break;
-            }
-            let stored = match entry.1 {
-                UNSEALED_STORED => true,
-                UNSEALED_ACCEPTED => false,
-                _ => continue,
-            };
-            c.unsealed -= 1;
-            entry.1 = if stored && ok { epoch } else { 0 };
-            entry.2 |= !ok;
-            if entry.1 == 0 {
-                c.waiting_sync -= 1;
-            }
+        if let Some(c) = self.confirms.as_mut() {
+            c.seal(epoch, ok);
         }
     }
 
@@ -695,4 +700,35 @@ fn consumer_timeout(queue: &Queue, ctx: &ConnCtx) -> std::time::Duration {
             .consumer_timeout
             .unwrap_or(ctx.state.config.consumer_timeout_ms),
     )
+}
+
+#[cfg(test)]
+mod confirm_tests {
+    use super::Confirms;
+
+    #[test]
+    fn batch_confirms_wait_for_the_seal_and_take_its_epoch_or_a_nack() {
+        let mut c = Confirms::default();
+        c.push_settled(false); // 1: unroutable, acked at once
+        c.push_unsealed(true); // 2: written to disk
+        c.push_settled(true); // 3: refused
+        c.push_unsealed(false); // 4: held in memory
+        assert_eq!((c.unsealed, c.waiting_sync), (2, 2));
+        c.seal(7, true);
+        let got: Vec<_> = c.pending.iter().copied().collect();
+        assert_eq!(
+            got,
+            vec![(1, 0, false), (2, 7, false), (3, 0, true), (4, 0, false)]
+        );
+        assert_eq!((c.unsealed, c.waiting_sync), (0, 1));
+
+        // The next batch's write fails: its confirms become nacks, earlier ones are untouched.
+        c.push_unsealed(true);
+        c.push_unsealed(false);
+        c.seal(9, false);
+        let got: Vec<_> = c.pending.iter().skip(4).copied().collect();
+        assert_eq!(got, vec![(5, 0, true), (6, 0, true)]);
+        assert_eq!((c.unsealed, c.waiting_sync), (0, 1));
+        assert_eq!(c.pending[1], (2, 7, false));
+    }
 }
