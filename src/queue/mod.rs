@@ -258,6 +258,8 @@ pub enum Published {
 #[derive(Default)]
 pub struct WriteBatch {
     queues: Vec<Arc<Queue>>,
+    /// Addresses of `queues` once there are many (a wide fanout), so adding stays O(1).
+    index: std::collections::HashSet<usize, crate::FastHash>,
     /// A flush of this batch failed: its confirms must be nacks.
     failed: bool,
     /// Confirms wait for the end of the batch (and whether any of them waits for group commit).
@@ -268,7 +270,18 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// Remembers a queue published to with `publish_deferred` (once per queue).
     pub fn add(&mut self, q: &Arc<Queue>) {
-        if !self.queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+        const SCAN: usize = 8;
+        if self.queues.len() < SCAN {
+            if !self.queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+                self.queues.push(q.clone());
+            }
+            return;
+        }
+        if self.index.is_empty() {
+            self.index
+                .extend(self.queues.iter().map(|x| Arc::as_ptr(x) as usize));
+        }
+        if self.index.insert(Arc::as_ptr(q) as usize) {
             self.queues.push(q.clone());
         }
     }
@@ -281,6 +294,7 @@ impl WriteBatch {
 
     /// Writes every touched queue's buffered records. False if any write of this batch failed.
     pub fn flush(&mut self) -> bool {
+        self.index.clear();
         for q in self.queues.drain(..) {
             if !q.flush() {
                 self.failed = true;
@@ -965,5 +979,48 @@ async fn expires_loop(q: Weak<Queue>, generation: u64) {
             }
         };
         tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    fn queue(name: &str) -> Arc<Queue> {
+        let options = QueueOptions {
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        };
+        let store = Box::new(crate::store::memory::MemoryStore::default());
+        Queue::new(
+            name.into(),
+            "/".into(),
+            options,
+            None,
+            store,
+            1,
+            Weak::new(),
+        )
+    }
+
+    #[test]
+    fn a_batch_holds_each_queue_once_however_wide_the_fanout() {
+        let queues: Vec<Arc<Queue>> = (0..40).map(|i| queue(&format!("q{i}"))).collect();
+        let mut batch = WriteBatch::default();
+        for _ in 0..3 {
+            for q in queues.iter().rev() {
+                batch.add(q);
+            }
+        }
+        assert_eq!(batch.queues.len(), queues.len());
+        batch.add_confirm(true);
+        assert_eq!(batch.finish(), Some((true, true)));
+        assert!(batch.queues.is_empty() && batch.index.is_empty());
+        assert_eq!(batch.finish(), None, "a finished batch starts empty");
+        batch.add(&queues[0]);
+        batch.add(&queues[0]);
+        assert_eq!(batch.queues.len(), 1);
     }
 }
