@@ -1034,33 +1034,6 @@ async fn every_persistent_publish_is_acked_and_enqueued() {
     within(tb.stop()).await;
 }
 
-/// How many times each body occurs in the records of every segment file under `data`.
-fn bodies_on_disk(data: &std::path::Path) -> std::collections::HashMap<Vec<u8>, usize> {
-    use warren::store::segment::{HEADER_LEN, RECORD_OVERHEAD, Scan, decode_payload, scan};
-    let mut found = std::collections::HashMap::new();
-    for q in std::fs::read_dir(data.join("queues"))
-        .expect("queues dir")
-        .flatten()
-    {
-        for f in std::fs::read_dir(q.path()).expect("queue dir").flatten() {
-            if f.path().extension().is_none_or(|e| e != "seg") {
-                continue;
-            }
-            let bytes = std::fs::read(f.path()).expect("read segment");
-            let mut off = HEADER_LEN;
-            while off < bytes.len() {
-                let Scan::Record(len) = scan(&bytes[off..], 1 << 30) else {
-                    break;
-                };
-                let rec = decode_payload(&bytes[off + RECORD_OVERHEAD..off + len]).expect("record");
-                *found.entry(rec.body.to_vec()).or_insert(0) += 1;
-                off += len;
-            }
-        }
-    }
-    found
-}
-
 /// A confirm promises the record is written. Bursts of pipelined publishes arrive many per
 /// socket read, so they take the batched write path (one write per queue per read); read
 /// straight after the acks arrive, with nothing published since that could write a buffer out,
@@ -1095,7 +1068,7 @@ async fn every_confirmed_record_is_in_the_segment_files_when_its_ack_arrives() {
                 Confirmation::Ack(None)
             ));
         }
-        let on_disk = bodies_on_disk(dir.path());
+        let on_disk = common::segment_bodies(dir.path());
         for body in &sent {
             assert_eq!(
                 on_disk.get(body).copied().unwrap_or(0),
