@@ -1034,6 +1034,53 @@ async fn every_persistent_publish_is_acked_and_enqueued() {
     within(tb.stop()).await;
 }
 
+/// A confirm promises the record is written. Bursts of pipelined publishes arrive many per
+/// socket read, so they take the batched write path (one write per queue per read); read
+/// straight after the acks arrive, with nothing published since that could write a buffer out,
+/// the segment files of both queues the fanout reaches must hold every confirmed message. A
+/// confirm sent for a record left in a write buffer fails this.
+#[tokio::test]
+async fn every_confirmed_record_is_in_the_segment_files_when_its_ack_arrives() {
+    let Some(dir) = data_dir("confirmed_records_are_on_disk") else {
+        return;
+    };
+    let tb = boot(&dir).await;
+    let (_conn, ch) = confirm_channel(&tb).await;
+    let x = unique("on-disk-x");
+    declare_exchange(&ch, &x, ExchangeKind::Fanout, true).await;
+    let queues = [unique("on-disk-a"), unique("on-disk-b")];
+    for q in &queues {
+        declare(&ch, q, durable()).await;
+        bind_queue(&ch, q, &x, "", no_args()).await;
+    }
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for round in 0..5 {
+        let mut confirms = Vec::new();
+        for i in 0..400 {
+            let body = format!("round {round} message {i}").into_bytes();
+            let opts = BasicPublishOptions::default();
+            confirms.push(send(&ch, &x, "", opts, &body, persistent()).await);
+            sent.push(body);
+        }
+        for c in confirms {
+            assert!(matches!(
+                within(c).await.expect("confirm"),
+                Confirmation::Ack(None)
+            ));
+        }
+        let on_disk = common::segment_bodies(dir.path());
+        for body in &sent {
+            assert_eq!(
+                on_disk.get(body).copied().unwrap_or(0),
+                queues.len(),
+                "round {round}: confirmed {:?} is not written to both queues' segments",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+    within(tb.stop()).await;
+}
+
 #[tokio::test]
 async fn mixed_publishes_are_all_confirmed_with_returns_where_mandatory() {
     let tb = within(common::start()).await;

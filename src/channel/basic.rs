@@ -8,7 +8,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::protocol::assembler::Content;
 use crate::protocol::codec;
-use crate::queue::{Consumer, Credit, NO_ACK_BUDGET, Published, Queue};
+use crate::queue::{Consumer, Credit, NO_ACK_BUDGET, Published, Queue, WriteBatch};
 use crate::stats::bump;
 use amq_protocol::protocol::{AMQPClass, basic as bm, confirm, tx};
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -81,11 +81,14 @@ pub fn sender_selected_keys(
 
 /// Delivers a checked message published to `exchange` in `vhost`: deduplication and delay
 /// first, then every queue its routing key and `extra_keys` reach. One `Arc<Message>` is shared.
+/// With a `batch`, queues may keep the durable copy buffered until the batch is flushed (see
+/// [`WriteBatch`]); without one it is written before this returns.
 pub fn deliver(
     vhost: &crate::vhost::VHost,
     exchange: &Arc<crate::exchange::Exchange>,
     msg: &Arc<Message>,
     extra_keys: &[String],
+    mut batch: Option<&mut WriteBatch>,
 ) -> RouteOutcome {
     let mut outcome = RouteOutcome::default();
     if let Some(d) = &exchange.dedup
@@ -136,7 +139,17 @@ pub fn deliver(
     );
     let mut any = false;
     for q in queues.drain(..) {
-        match q.publish(msg.clone()) {
+        let published = match batch.as_deref_mut() {
+            Some(b) => {
+                let p = q.publish_deferred(msg.clone());
+                if matches!(p, Published::Accepted | Published::Stored) {
+                    b.add(&q);
+                }
+                p
+            }
+            None => q.publish(msg.clone()),
+        };
+        match published {
             Published::Accepted => any = true,
             Published::Stored => {
                 any = true;
@@ -240,16 +253,14 @@ impl Channel {
         let outcome = self.route(ctx, &exchange, content);
         if let Some(c) = self.confirms.as_mut() {
             bump(&ctx.counters.publish_confirm, 1);
-            c.next += 1;
-            let epoch = if outcome.stored && ctx.state.store.coord.fsync_enabled() {
-                ctx.state.store.coord.request()
+            if outcome.routed && !outcome.refused {
+                // Its record may still be buffered: the confirm gets its epoch (or a nack, if
+                // the write fails) when the connection ends the batch (`seal_confirms`).
+                c.push_unsealed(outcome.stored);
+                ctx.batch.add_confirm(outcome.stored);
             } else {
-                0
-            };
-            if epoch != 0 {
-                c.waiting_sync += 1;
+                c.push_settled(outcome.refused);
             }
-            c.pending.push_back((c.next, epoch, outcome.refused));
         }
         Ok(())
     }
@@ -299,7 +310,13 @@ impl Channel {
             if exchange.name.is_empty() && msg.routing_key.starts_with(REPLY_PREFIX) {
                 (self.send_direct_reply(ctx, &msg), RouteOutcome::default())
             } else {
-                let outcome = deliver(&ctx.vhost, exchange, &msg, &extra_keys);
+                let outcome = deliver(
+                    &ctx.vhost,
+                    exchange,
+                    &msg,
+                    &extra_keys,
+                    Some(&mut ctx.batch),
+                );
                 (outcome.routed, outcome)
             };
         let counters = &ctx.counters;
@@ -654,6 +671,13 @@ impl Channel {
             .count();
         bump(&ctx.counters.ack, acks as u64);
         self.apply_settles(settles);
+        // The epoch below must cover the records routing may have left buffered.
+        if !ctx.batch.flush() {
+            self.commit_failed = true;
+            return Err(AmqpError::internal(
+                "message store failed; the transaction's messages may not be durable",
+            ));
+        }
         let coord = &ctx.state.store.coord;
         if stored && coord.fsync_enabled() {
             self.commit_pending = true;

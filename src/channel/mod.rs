@@ -81,6 +81,57 @@ struct Confirms {
     pending: std::collections::VecDeque<(u64, u64, bool)>,
     /// Entries of `pending` waiting for group commit (checked on every loop iteration).
     waiting_sync: usize,
+    /// Entries of `pending` whose epoch is still one of the `UNSEALED_*` placeholders.
+    unsealed: usize,
+}
+
+/// Placeholder epochs of confirms whose records may still sit in a write buffer: never due
+/// until `seal_confirms` replaces them after the batch's flush. Which one says whether the
+/// message was written to disk (then the real epoch comes from group commit) or only accepted.
+const UNSEALED_STORED: u64 = u64::MAX;
+const UNSEALED_ACCEPTED: u64 = u64::MAX - 1;
+
+impl Confirms {
+    /// A publish confirmed once the connection's write batch ends.
+    fn push_unsealed(&mut self, stored: bool) {
+        self.next += 1;
+        let placeholder = if stored {
+            UNSEALED_STORED
+        } else {
+            UNSEALED_ACCEPTED
+        };
+        self.pending.push_back((self.next, placeholder, false));
+        self.waiting_sync += 1;
+        self.unsealed += 1;
+    }
+
+    /// A publish whose answer is known now: a nack if `refused`, else an ack (unroutable).
+    fn push_settled(&mut self, refused: bool) {
+        self.next += 1;
+        self.pending.push_back((self.next, 0, refused));
+    }
+
+    /// Gives every placeholder its real epoch (stored messages; 0 for the others), or makes
+    /// it a nack when the batch's writes failed.
+    fn seal(&mut self, epoch: u64, ok: bool) {
+        // Placeholders are the newest entries, possibly interleaved with settled ones.
+        for entry in self.pending.iter_mut().rev() {
+            if self.unsealed == 0 {
+                break;
+            }
+            let stored = match entry.1 {
+                UNSEALED_STORED => true,
+                UNSEALED_ACCEPTED => false,
+                _ => continue,
+            };
+            self.unsealed -= 1;
+            entry.1 = if stored && ok { epoch } else { 0 };
+            entry.2 |= !ok;
+            if entry.1 == 0 {
+                self.waiting_sync -= 1;
+            }
+        }
+    }
 }
 
 /// Work buffered by tx.select until commit.
@@ -568,6 +619,10 @@ impl Channel {
             if epoch != 0 {
                 c.waiting_sync -= 1;
             }
+            if epoch >= UNSEALED_ACCEPTED {
+                // Only a failed store makes a placeholder due: it is nacked below.
+                c.unsealed -= 1;
+            }
             if nack || failed {
                 emit_ack(ctx, run.take());
                 ctx.send_method(
@@ -583,6 +638,14 @@ impl Channel {
             }
         }
         emit_ack(ctx, run);
+    }
+
+    /// The connection's write batch ended: its records are written (`ok`) or not. Confirms of
+    /// the batch wait for `epoch` (0: none) or, if the write failed, become nacks.
+    pub fn seal_confirms(&mut self, epoch: u64, ok: bool) {
+        if let Some(c) = self.confirms.as_mut() {
+            c.seal(epoch, ok);
+        }
     }
 
     /// True while a confirm waits for group commit.
@@ -640,4 +703,35 @@ fn consumer_timeout(queue: &Queue, ctx: &ConnCtx) -> std::time::Duration {
             .consumer_timeout
             .unwrap_or(ctx.state.config.consumer_timeout_ms),
     )
+}
+
+#[cfg(test)]
+mod confirm_tests {
+    use super::Confirms;
+
+    #[test]
+    fn batch_confirms_wait_for_the_seal_and_take_its_epoch_or_a_nack() {
+        let mut c = Confirms::default();
+        c.push_settled(false); // 1: unroutable, acked at once
+        c.push_unsealed(true); // 2: written to disk
+        c.push_settled(true); // 3: refused
+        c.push_unsealed(false); // 4: held in memory
+        assert_eq!((c.unsealed, c.waiting_sync), (2, 2));
+        c.seal(7, true);
+        let got: Vec<_> = c.pending.iter().copied().collect();
+        assert_eq!(
+            got,
+            vec![(1, 0, false), (2, 7, false), (3, 0, true), (4, 0, false)]
+        );
+        assert_eq!((c.unsealed, c.waiting_sync), (0, 1));
+
+        // The next batch's write fails: its confirms become nacks, earlier ones are untouched.
+        c.push_unsealed(true);
+        c.push_unsealed(false);
+        c.seal(9, false);
+        let got: Vec<_> = c.pending.iter().skip(4).copied().collect();
+        assert_eq!(got, vec![(5, 0, true), (6, 0, true)]);
+        assert_eq!((c.unsealed, c.waiting_sync), (0, 1));
+        assert_eq!(c.pending[1], (2, 7, false));
+    }
 }

@@ -165,6 +165,8 @@ pub struct ConnCtx {
     /// When the current batch of queue events started: deliveries are stamped with it for the
     /// consumer timeout (minutes), instead of reading the clock per message.
     pub now: std::time::Instant,
+    /// Queues published to during the current socket read, flushed at its end.
+    pub batch: crate::queue::WriteBatch,
 }
 
 impl ConnCtx {
@@ -269,6 +271,7 @@ async fn serve<S: Transport>(
             published: false,
             counters,
             now: std::time::Instant::now(),
+            batch: Default::default(),
         },
         channels: crate::FastMap::default(),
         channel_max: opened.channel_max,
@@ -550,6 +553,25 @@ impl Connection {
                     break;
                 }
             }
+        }
+        self.end_batch();
+    }
+
+    /// Writes what this read's publishes left buffered (one write per queue), then gives their
+    /// confirms the group-commit epoch requested only now, after the writes, or nacks them if
+    /// a write failed.
+    fn end_batch(&mut self) {
+        let Some((ok, stored)) = self.ctx.batch.finish() else {
+            return;
+        };
+        let coord = &self.ctx.state.store.coord;
+        let epoch = if ok && stored && coord.fsync_enabled() {
+            coord.request()
+        } else {
+            0
+        };
+        for ch in self.channels.values_mut() {
+            ch.seal_confirms(epoch, ok);
         }
     }
 

@@ -71,6 +71,11 @@ impl Delayed {
             let Some(m) = st.store.pop() else {
                 return Published::Refused;
             };
+            // Held messages are few: each is written at once, not batched with the
+            // connection's other publishes. If the write failed it is not held at all.
+            if !st.store.flush() {
+                return Published::Refused;
+            }
             st.schedule.insert((due, m.seq), m);
         }
         self.wake.notify_one();

@@ -251,6 +251,69 @@ pub enum Published {
     Dropped,
 }
 
+/// The queues one connection published to while it handled one socket read, with their
+/// records possibly still in write buffers ([`Queue::publish_deferred`]). Flushing them all at
+/// the end of the read costs one write per queue instead of one per message; the confirms of
+/// those publishes take their group-commit epoch only after that flush.
+#[derive(Default)]
+pub struct WriteBatch {
+    queues: Vec<Arc<Queue>>,
+    /// Addresses of `queues` once there are many (a wide fanout), so adding stays O(1).
+    index: std::collections::HashSet<usize, crate::FastHash>,
+    /// A flush of this batch failed: its confirms must be nacks.
+    failed: bool,
+    /// Confirms wait for the end of the batch (and whether any of them waits for group commit).
+    confirms: bool,
+    stored: bool,
+}
+
+impl WriteBatch {
+    /// Remembers a queue published to with `publish_deferred` (once per queue).
+    pub fn add(&mut self, q: &Arc<Queue>) {
+        const SCAN: usize = 8;
+        if self.queues.len() < SCAN {
+            if !self.queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+                self.queues.push(q.clone());
+            }
+            return;
+        }
+        if self.index.is_empty() {
+            self.index
+                .extend(self.queues.iter().map(|x| Arc::as_ptr(x) as usize));
+        }
+        if self.index.insert(Arc::as_ptr(q) as usize) {
+            self.queues.push(q.clone());
+        }
+    }
+
+    /// A confirm now waits for the end of the batch; `stored` if it also waits for group commit.
+    pub fn add_confirm(&mut self, stored: bool) {
+        self.confirms = true;
+        self.stored |= stored;
+    }
+
+    /// Writes every touched queue's buffered records. False if any write of this batch failed.
+    pub fn flush(&mut self) -> bool {
+        self.index.clear();
+        for q in self.queues.drain(..) {
+            if !q.flush() {
+                self.failed = true;
+            }
+        }
+        !self.failed
+    }
+
+    /// Ends the batch: flushes, and returns None if no confirm waits for it, else whether the
+    /// batch's writes all succeeded and whether a confirm waits for group commit.
+    pub fn finish(&mut self) -> Option<(bool, bool)> {
+        let ok = self.flush();
+        self.failed = false;
+        let confirms = std::mem::take(&mut self.confirms);
+        let stored = std::mem::take(&mut self.stored);
+        confirms.then_some((ok, stored))
+    }
+}
+
 /// Messages leaving the queue for its dead-letter exchange, and whether they were unacked.
 type DeadLetters = Vec<(QueuedMessage, Reason)>;
 
@@ -384,8 +447,26 @@ impl Queue {
         }
     }
 
-    /// Enqueues a routed message and hands it to a consumer if one has credit.
+    /// Enqueues a routed message and hands it to a consumer if one has credit. A durable copy
+    /// is written before this returns, so a confirm epoch requested afterwards covers it.
     pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Published {
+        self.enqueue(msg, true)
+    }
+
+    /// Like [`Queue::publish`], but a durable copy may stay in the store's write buffer: the
+    /// caller must [`Queue::flush`] (through a [`WriteBatch`]) before it asks for the epoch
+    /// that confirms this publish, and nack the publish if that flush fails.
+    pub fn publish_deferred(self: &Arc<Self>, msg: Arc<Message>) -> Published {
+        self.enqueue(msg, false)
+    }
+
+    /// Writes the records publishes left buffered. False if the store has failed: publishes
+    /// accepted since may not be durable.
+    pub fn flush(&self) -> bool {
+        self.state.lock().store.flush()
+    }
+
+    fn enqueue(self: &Arc<Self>, msg: Arc<Message>, write_now: bool) -> Published {
         if self.is_deleted() {
             return Published::Dropped;
         }
@@ -424,7 +505,11 @@ impl Queue {
             } else {
                 let seq = st.next_seq;
                 st.next_seq += 1;
-                if !st.store.push(QueuedMessage::new(seq, msg, expires_at)) {
+                if !st.store.push(QueuedMessage::new(seq, msg, expires_at))
+                    || (write_now && !st.store.flush())
+                {
+                    // A message whose write failed after it was buffered stays ready (it may be
+                    // delivered); its publisher is nacked since it may not survive a restart.
                     Published::Refused
                 } else {
                     st.counts.publish += 1;
@@ -901,5 +986,48 @@ async fn expires_loop(q: Weak<Queue>, generation: u64) {
             }
         };
         tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    fn queue(name: &str) -> Arc<Queue> {
+        let options = QueueOptions {
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        };
+        let store = Box::new(crate::store::memory::MemoryStore::default());
+        Queue::new(
+            name.into(),
+            "/".into(),
+            options,
+            None,
+            store,
+            1,
+            Weak::new(),
+        )
+    }
+
+    #[test]
+    fn a_batch_holds_each_queue_once_however_wide_the_fanout() {
+        let queues: Vec<Arc<Queue>> = (0..40).map(|i| queue(&format!("q{i}"))).collect();
+        let mut batch = WriteBatch::default();
+        for _ in 0..3 {
+            for q in queues.iter().rev() {
+                batch.add(q);
+            }
+        }
+        assert_eq!(batch.queues.len(), queues.len());
+        batch.add_confirm(true);
+        assert_eq!(batch.finish(), Some((true, true)));
+        assert!(batch.queues.is_empty() && batch.index.is_empty());
+        assert_eq!(batch.finish(), None, "a finished batch starts empty");
+        batch.add(&queues[0]);
+        batch.add(&queues[0]);
+        assert_eq!(batch.queues.len(), 1);
     }
 }

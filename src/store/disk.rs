@@ -1,8 +1,12 @@
 //! The disk-first queue store.
 //!
 //! Every message of a durable queue published persistent is appended to the queue's current
-//! segment before the publish returns; a publisher confirm then waits for group commit. Ready
-//! messages are split in three runs, in `seq` order:
+//! segment; a publisher confirm then waits for group commit. Appends are buffered (`wbuf`) and
+//! written with one `pwrite` by [`QueueStore::flush`], which the queue calls at the end of each
+//! operation or, for a connection's run of publishes from one socket read, once at the end of
+//! the run, before it asks for the confirms' group-commit epoch. Anything that reads the head
+//! segment back writes the buffer out first. Ready messages are split in three runs, in `seq`
+//! order:
 //!
 //! 1. `requeued`: messages delivered and given back (bounded by what consumers held);
 //! 2. `mem`: a bounded head cache of recent messages, so a queue that keeps up never reads its
@@ -36,6 +40,9 @@ const MEM_MAX_BYTES: usize = 4 * 1024 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
 /// Largest record accepted when scanning (AMQP bodies are bounded far below this in practice).
 const MAX_RECORD: usize = 1 << 30;
+/// Buffered appends are written out once they reach this, so memory stays bounded whatever the
+/// batch and message sizes (a larger record is written on its own, at once).
+pub const WRITE_BUF_MAX: usize = 128 * 1024;
 
 struct Segment {
     id: u64,
@@ -93,8 +100,12 @@ pub struct DiskStore {
     delivered_mark: u64,
     /// Highest delivered seq from before the restart.
     recovered_delivered: u64,
+    /// Records appended to the head segment and not yet written: they start at file offset
+    /// `wbuf_at` and end at the head segment's `size`, which counts them already.
     wbuf: Vec<u8>,
-    /// Set when a write failed: the queue refuses further messages instead of losing them.
+    wbuf_at: u64,
+    /// Set when a write failed: the queue refuses further messages instead of losing them, and
+    /// every later `flush` reports the failure (a record buffered before it may be lost).
     failed: bool,
 }
 
@@ -127,6 +138,7 @@ impl DiskStore {
             delivered_mark: 0,
             recovered_delivered: 0,
             wbuf: Vec::new(),
+            wbuf_at: 0,
             failed: false,
         };
         let next_seq = if durable && store.dir.exists() {
@@ -142,6 +154,7 @@ impl DiskStore {
 
     /// Removes the store's files (queue deleted).
     fn destroy(&mut self) {
+        self.wbuf = Vec::new();
         self.segments.clear();
         self.head = None;
         self.delivered_file = None;
@@ -289,13 +302,14 @@ impl DiskStore {
         })
     }
 
-    /// Appends a record, rolling to a new segment when full. Returns false if the write failed.
-    fn append(&mut self, m: &QueuedMessage, flags: u8) -> bool {
+    /// Appends a record to the write buffer, rolling to a new segment when the head is full.
+    /// Returns the record's offset in the head segment, or None if the store has failed (a
+    /// write, now or of records buffered before, did not complete).
+    fn append(&mut self, m: &QueuedMessage, flags: u8) -> Option<u64> {
         if self.failed {
-            return false;
+            return None;
         }
-        self.wbuf.clear();
-        let len = segment::encode(&mut self.wbuf, m.seq, flags, m.expires_at, &m.msg) as u64;
+        let len = segment::record_len(&m.msg) as u64;
         // Recovered segments are never appended to (head is None until this run creates one).
         let need_new = match self.segments.back() {
             None => true,
@@ -303,23 +317,54 @@ impl DiskStore {
                 self.head.is_none() || (s.size > HEADER_LEN as u64 && s.size + len > SEGMENT_SIZE)
             }
         };
-        if need_new && let Err(e) = self.new_segment() {
-            tracing::error!(dir = %self.dir.display(), error = %e, "cannot create segment");
-            self.failed = true;
-            return false;
+        if need_new {
+            // Buffered records belong to the segment being closed.
+            if !self.flush_pending() {
+                return None;
+            }
+            if let Err(e) = self.new_segment() {
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot create segment");
+                self.failed = true;
+                return None;
+            }
         }
-        let Some(seg) = self.segments.back_mut() else {
-            return false;
-        };
-        if let Err(e) = seg.file.write_all_at(&self.wbuf, seg.size) {
-            tracing::error!(dir = %self.dir.display(), error = %e, "segment write failed; queue stops accepting messages");
-            self.failed = true;
-            return false;
+        let seg = self.segments.back_mut()?;
+        let at = seg.size;
+        if self.wbuf.is_empty() {
+            self.wbuf_at = at;
         }
+        segment::encode(&mut self.wbuf, m.seq, flags, m.expires_at, &m.msg);
         seg.size += len;
         seg.live += 1;
         seg.first_seq = seg.first_seq.min(m.seq);
         seg.last_seq = seg.last_seq.max(m.seq);
+        if self.wbuf.len() >= WRITE_BUF_MAX && !self.flush_pending() {
+            return None;
+        }
+        Some(at)
+    }
+
+    /// Writes the buffered records with one `pwrite` and registers the head with the sync
+    /// thread. False if this or an earlier write failed: the buffered records are then lost and
+    /// their publishes must not be confirmed.
+    fn flush_pending(&mut self) -> bool {
+        if self.wbuf.is_empty() {
+            return !self.failed;
+        }
+        let written = match (self.segments.back(), &self.head) {
+            (Some(seg), Some(_)) => seg.file.write_all_at(&self.wbuf, self.wbuf_at),
+            _ => Err(io::Error::other("no segment to write to")),
+        };
+        if let Err(e) = written {
+            tracing::error!(dir = %self.dir.display(), error = %e, "segment write failed; queue stops accepting messages");
+            self.failed = true;
+            self.wbuf = Vec::new();
+            return false;
+        }
+        self.wbuf_at += self.wbuf.len() as u64;
+        self.wbuf.clear();
+        // A large message grew the buffer past the cap: give the memory back.
+        self.wbuf.shrink_to(WRITE_BUF_MAX);
         if let Some(h) = &self.head {
             self.coord.mark_dirty(h);
         }
@@ -507,8 +552,19 @@ impl DiskStore {
 
     /// Decodes the record at `offset` of segment `idx`, refilling the read-ahead as needed.
     fn read_at(&mut self, idx: usize, offset: u64) -> Read {
+        let is_head = idx + 1 == self.segments.len();
+        if is_head && !self.wbuf.is_empty() && offset >= self.wbuf_at && !self.flush_pending() {
+            return Read::Unreadable;
+        }
         let seg = &self.segments[idx];
-        let (seg_id, seg_size, file) = (seg.id, seg.size, seg.file.clone());
+        let (seg_id, file) = (seg.id, seg.file.clone());
+        // Only what has been written can be read: records still buffered (after the one wanted)
+        // stay out of the read-ahead.
+        let seg_size = if is_head && !self.wbuf.is_empty() {
+            self.wbuf_at
+        } else {
+            seg.size
+        };
         for attempt in 0..2 {
             if let Some(rb) = &self.rbuf
                 && rb.seg == seg_id
@@ -592,8 +648,10 @@ impl QueueStore for DiskStore {
         let to_mem = self.cursor.is_none()
             && self.mem.len() < MEM_MAX_MESSAGES
             && self.mem_bytes + size <= MEM_MAX_BYTES;
+        let mut at = None;
         if persist {
-            if !self.append(&m, FLAG_PERSISTENT) {
+            at = self.append(&m, FLAG_PERSISTENT);
+            if at.is_none() {
                 return false;
             }
             m.stored = true;
@@ -604,16 +662,19 @@ impl QueueStore for DiskStore {
             return true;
         }
         // Disk run: the record is the only copy.
-        if !persist && !self.append(&m, 0) {
-            return false;
+        if !persist {
+            at = self.append(&m, 0);
         }
+        let Some(offset) = at else {
+            return false;
+        };
         if self.cursor.is_none() {
             let Some(seg) = self.segments.back() else {
                 return false;
             };
             self.cursor = Some(Cursor {
                 seg: seg.id,
-                offset: seg.size - self.wbuf.len() as u64,
+                offset,
             });
         }
         self.disk_count += 1;
@@ -671,6 +732,10 @@ impl QueueStore for DiskStore {
         DiskStore::destroy(self)
     }
 
+    fn flush(&mut self) -> bool {
+        self.flush_pending()
+    }
+
     fn len(&self) -> usize {
         self.requeued.len() + self.mem.len() + self.disk_count as usize
     }
@@ -685,6 +750,14 @@ impl QueueStore for DiskStore {
             self.ack(&m);
         }
         n
+    }
+}
+
+impl Drop for DiskStore {
+    /// Records nobody flushed (a panic between append and flush) still reach the file; nothing
+    /// was confirmed for them, so this is only a best effort.
+    fn drop(&mut self) {
+        self.flush_pending();
     }
 }
 

@@ -228,6 +228,118 @@ fn fully_acked_segments_are_deleted() {
     assert_eq!(segs(), 1, "only the append head remains");
 }
 
+fn seg_len(path: &std::path::Path, id: u64) -> u64 {
+    std::fs::metadata(path.join(format!("{id:010}.seg")))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+/// What a reopen finds: the seqs of the recovered ready messages, in order.
+fn recovered(path: &std::path::Path) -> Vec<u64> {
+    let (mut s, _) = DiskStore::open(path.to_path_buf(), true, coord());
+    std::iter::from_fn(|| s.pop()).map(|m| m.seq).collect()
+}
+
+#[test]
+fn appends_reach_the_file_only_when_flushed_and_then_in_one_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let (mut s, _) = DiskStore::open(path.clone(), true, coord());
+    let mut expected = HEADER_LEN as u64;
+    for seq in 1..=5 {
+        let m = qm(seq, true);
+        expected += segment::record_len(&m.msg) as u64;
+        assert!(s.push(m));
+    }
+    assert_eq!(
+        seg_len(&path, 1),
+        HEADER_LEN as u64,
+        "records wait in the write buffer"
+    );
+    assert!(s.flush());
+    assert_eq!(seg_len(&path, 1), expected);
+    assert!(s.flush(), "an empty flush succeeds");
+    assert_eq!(seg_len(&path, 1), expected);
+    // A crash (no destructor) after the flush keeps every flushed record.
+    std::mem::forget(s);
+    assert_eq!(recovered(&path), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_crash_loses_only_appends_not_yet_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let (mut s, _) = DiskStore::open(path.clone(), true, coord());
+    for seq in 1..=3 {
+        assert!(s.push(qm(seq, true)));
+    }
+    assert!(s.flush());
+    for seq in 4..=5 {
+        assert!(s.push(qm(seq, true)));
+    }
+    std::mem::forget(s);
+    assert_eq!(recovered(&path), vec![1, 2, 3]);
+}
+
+#[test]
+fn the_write_buffer_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let (mut s, _) = DiskStore::open(path.clone(), true, coord());
+    let body = vec![7u8; 10 * 1024];
+    let n = 3 * WRITE_BUF_MAX / body.len();
+    for seq in 1..=n as u64 {
+        assert!(s.push(QueuedMessage::new(seq, message(&body, true), 0)));
+        assert!(s.wbuf.len() < WRITE_BUF_MAX, "buffer grew past its cap");
+    }
+    assert!(
+        seg_len(&path, 1) > 2 * WRITE_BUF_MAX as u64,
+        "full buffers were written without a flush"
+    );
+    // A message larger than the cap is written at once and its memory given back.
+    let big = vec![1u8; 4 * WRITE_BUF_MAX];
+    assert!(s.push(QueuedMessage::new(n as u64 + 1, message(&big, true), 0)));
+    assert!(s.wbuf.is_empty() && s.wbuf.capacity() <= WRITE_BUF_MAX);
+    std::mem::forget(s);
+    assert_eq!(recovered(&path).len(), n + 1);
+}
+
+#[test]
+fn the_disk_run_reads_records_still_in_the_write_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let (mut s, _) = DiskStore::open(path.clone(), true, coord());
+    let n = MEM_MAX_MESSAGES as u64 + 50;
+    for seq in 1..=n {
+        assert!(s.push(qm(seq, true)));
+    }
+    assert!(
+        !s.wbuf.is_empty(),
+        "the test needs buffered disk-run records"
+    );
+    let seqs: Vec<u64> = std::iter::from_fn(|| s.pop()).map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+    assert_eq!(s.len(), 0);
+}
+
+#[test]
+fn a_failed_write_is_reported_by_every_later_flush_and_refuses_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q");
+    let (mut s, _) = DiskStore::open(path.clone(), true, coord());
+    assert!(s.push(qm(1, true)));
+    assert!(s.flush());
+    assert!(s.push(qm(2, true)));
+    // The disk "fails": the head's handle can no longer write (a read-only handle, EBADF).
+    let ro = File::open(path.join(format!("{:010}.seg", 1))).unwrap();
+    s.segments.back_mut().unwrap().file = Arc::new(ro);
+    assert!(!s.flush(), "the buffered record could not be written");
+    assert!(!s.flush(), "the failure is sticky");
+    assert!(!s.push(qm(3, true)), "a failed store refuses publishes");
+    std::mem::forget(s);
+    assert_eq!(recovered(&path), vec![1]);
+}
+
 /// Operations of the model test.
 #[derive(Clone, Debug)]
 enum Op {
@@ -235,6 +347,7 @@ enum Op {
     Pop,
     AckOldest,
     RequeueOldest,
+    Flush,
     Reopen,
 }
 
@@ -244,6 +357,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Pop),
         2 => Just(Op::AckOldest),
         1 => Just(Op::RequeueOldest),
+        2 => Just(Op::Flush),
         1 => Just(Op::Reopen),
     ]
 }
@@ -251,8 +365,10 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// The disk store against a model: ready messages come out in seq order; after a reopen
-    /// (a crash: nothing flushed by the store itself) exactly the persistent, unacked
-    /// messages remain, including those that were delivered and not acked.
+    /// (a crash: the store is forgotten, so its buffer is never written and nothing is
+    /// fsynced) the persistent, unacked messages remain, including those that were delivered
+    /// and not acked: all of those pushed before the last flush, and those pushed later only
+    /// if something else wrote them (a full buffer, a read of the disk run).
     #[test]
     fn disk_store_matches_model(ops in proptest::collection::vec(op(), 1..200)) {
         let dir = tempfile::tempdir().unwrap();
@@ -262,6 +378,8 @@ proptest! {
         let mut ready: BTreeSet<u64> = BTreeSet::new();
         let mut persistent: BTreeSet<u64> = BTreeSet::new();
         let mut unacked: Vec<QueuedMessage> = Vec::new();
+        // Persistent seqs flushed, so certain to survive a crash unless acked.
+        let mut flushed: BTreeSet<u64> = BTreeSet::new();
         for op in ops {
             match op {
                 Op::Push(p) => {
@@ -280,7 +398,12 @@ proptest! {
                         let m = unacked.remove(0);
                         s.ack(&m);
                         persistent.remove(&m.seq);
+                        flushed.remove(&m.seq);
                     }
+                }
+                Op::Flush => {
+                    prop_assert!(s.flush());
+                    flushed = persistent.clone();
                 }
                 Op::RequeueOldest => {
                     if !unacked.is_empty() {
@@ -290,12 +413,23 @@ proptest! {
                     }
                 }
                 Op::Reopen => {
-                    drop(s);
-                    let (s2, n2) = DiskStore::open(path.clone(), true, c.clone());
-                    s = s2;
+                    std::mem::forget(s);
+                    let (mut s2, n2) = DiskStore::open(path.clone(), true, c.clone());
                     // seqs of lost transient messages may be reused only above the max kept.
                     prop_assert!(n2 <= next);
                     next = next.max(n2);
+                    let mut found: Vec<QueuedMessage> = std::iter::from_fn(|| s2.pop()).collect();
+                    let seqs: Vec<u64> = found.iter().map(|m| m.seq).collect();
+                    prop_assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order: {:?}", seqs);
+                    let got: BTreeSet<u64> = seqs.iter().copied().collect();
+                    prop_assert!(flushed.is_subset(&got), "lost flushed {:?}, got {:?}", flushed, got);
+                    prop_assert!(got.is_subset(&persistent), "resurrected: {:?} of {:?}", got, persistent);
+                    for m in found.drain(..).rev() {
+                        s2.requeue(m);
+                    }
+                    s = s2;
+                    persistent = got;
+                    flushed = persistent.clone();
                     ready = persistent.clone();
                     unacked.clear();
                 }

@@ -49,7 +49,15 @@ impl QueuedMessage {
 pub trait QueueStore: Send {
     /// Appends a newly published message (its `seq` is larger than any before). False when
     /// the store could not take it (a write failed): the publish must be refused, not lost.
+    /// A durable copy may only be buffered: it is written by [`QueueStore::flush`].
     fn push(&mut self, m: QueuedMessage) -> bool;
+    /// Writes what `push` buffered (one write for all of it) and registers it with group
+    /// commit; a confirm epoch requested after this covers it. False if a write failed since
+    /// the store opened (this one or an earlier one): messages pushed before may not be
+    /// durable, so their publishes must be nacked. No-op for stores that buffer nothing.
+    fn flush(&mut self) -> bool {
+        true
+    }
     /// Takes the oldest ready message.
     fn pop(&mut self) -> Option<QueuedMessage>;
     /// Puts a delivered message back at its `seq` position.

@@ -27,6 +27,15 @@ impl QueueStore for PriorityStore {
         self.levels[l].push(m)
     }
 
+    fn flush(&mut self) -> bool {
+        // Every level, even after one fails: the others' records must still be written.
+        let mut ok = true;
+        for s in &mut self.levels {
+            ok &= s.flush();
+        }
+        ok
+    }
+
     fn pop(&mut self) -> Option<QueuedMessage> {
         self.levels.iter_mut().rev().find_map(|s| s.pop())
     }

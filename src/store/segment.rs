@@ -45,12 +45,24 @@ pub fn check_header(h: &[u8]) -> Result<u32, String> {
     Ok(v)
 }
 
+/// Payload length of `msg`'s record (exchange and routing key are cut at 255 bytes).
+fn payload_len(msg: &Message) -> usize {
+    let ex = msg.exchange.len().min(255);
+    let rk = msg.routing_key.len().min(255);
+    8 + 1 + 8 + 1 + ex + 1 + rk + 4 + msg.raw_properties.len() + msg.body.len()
+}
+
+/// Length of the record [`encode`] would write for `msg`, so a writer can decide where it goes
+/// (segment roll) before encoding it.
+pub fn record_len(msg: &Message) -> usize {
+    RECORD_OVERHEAD + payload_len(msg)
+}
+
 /// Appends one encoded record to `out`; returns its length.
 pub fn encode(out: &mut Vec<u8>, seq: u64, flags: u8, expires_at: u64, msg: &Message) -> usize {
     let ex = &msg.exchange.as_bytes()[..msg.exchange.len().min(255)];
     let rk = &msg.routing_key.as_bytes()[..msg.routing_key.len().min(255)];
-    let payload_len =
-        8 + 1 + 8 + 1 + ex.len() + 1 + rk.len() + 4 + msg.raw_properties.len() + msg.body.len();
+    let payload_len = payload_len(msg);
     let start = out.len();
     out.reserve(RECORD_OVERHEAD + payload_len);
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
@@ -188,6 +200,7 @@ mod tests {
     fn roundtrip() {
         let mut out = Vec::new();
         let n = encode(&mut out, 42, FLAG_PERSISTENT, 7, &msg(b"hello"));
+        assert_eq!(n, record_len(&msg(b"hello")));
         assert!(matches!(scan(&out, 1 << 20), Scan::Record(l) if l == n));
         let r = decode_payload(&out[RECORD_OVERHEAD..]).unwrap();
         assert_eq!((r.seq, r.flags, r.expires_at), (42, FLAG_PERSISTENT, 7));
@@ -221,6 +234,7 @@ mod tests {
         fn encode_scan_roundtrip(body: Vec<u8>, seq: u64, flags: u8) {
             let mut out = Vec::new();
             let n = encode(&mut out, seq, flags, 0, &msg(&body));
+            prop_assert_eq!(n, record_len(&msg(&body)));
             prop_assert!(matches!(scan(&out, 1 << 24), Scan::Record(l) if l == n));
             let r = decode_payload(&out[RECORD_OVERHEAD..]).unwrap();
             prop_assert_eq!(r.seq, seq);

@@ -111,3 +111,30 @@ pub async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
         .await
         .expect("timed out after 10s")
 }
+
+/// How many times each body occurs in the records of every segment file under `data`.
+pub fn segment_bodies(data: &std::path::Path) -> std::collections::HashMap<Vec<u8>, usize> {
+    use warren::store::segment::{HEADER_LEN, RECORD_OVERHEAD, Scan, decode_payload, scan};
+    let mut found = std::collections::HashMap::new();
+    for q in std::fs::read_dir(data.join("queues"))
+        .expect("queues dir")
+        .flatten()
+    {
+        for f in std::fs::read_dir(q.path()).expect("queue dir").flatten() {
+            if f.path().extension().is_none_or(|e| e != "seg") {
+                continue;
+            }
+            let bytes = std::fs::read(f.path()).expect("read segment");
+            let mut off = HEADER_LEN;
+            while off < bytes.len() {
+                let Scan::Record(len) = scan(&bytes[off..], 1 << 30) else {
+                    break;
+                };
+                let rec = decode_payload(&bytes[off + RECORD_OVERHEAD..off + len]).expect("record");
+                *found.entry(rec.body.to_vec()).or_insert(0) += 1;
+                off += len;
+            }
+        }
+    }
+    found
+}
