@@ -675,11 +675,11 @@ impl Queue {
             return;
         }
         let mut st = self.state.lock();
-        for m in messages {
-            st.store.ack(m);
-            st.unacked = st.unacked.saturating_sub(1);
-            st.counts.ack += 1;
-        }
+        let mut n = 0u64;
+        st.store
+            .ack_many(&mut messages.into_iter().inspect(|_| n += 1));
+        st.unacked = st.unacked.saturating_sub(n as usize);
+        st.counts.ack += n;
     }
 
     /// Delivered messages rejected without requeue: dead-lettered (if configured), then gone.

@@ -55,6 +55,8 @@ struct Segment {
     /// read back. Segments written by this process only hold records that are still ready.
     recovered: Option<HashSet<u64>>,
     ack_file: Option<File>,
+    /// Acks of an `ack_many` call not yet written to `ack_file` (written before it returns).
+    ack_pending: Vec<u8>,
     file: Arc<File>,
     size: u64,
 }
@@ -86,6 +88,8 @@ pub struct DiskStore {
     durable: bool,
     coord: Arc<SyncCoordinator>,
     segments: VecDeque<Segment>,
+    /// Inside `ack_many`: acks collect in their segments' `ack_pending` until it ends.
+    batching_acks: bool,
     /// The segment being appended to, registered with the sync thread.
     head: Option<Arc<SyncFile>>,
     requeued: BTreeMap<u64, QueuedMessage>,
@@ -125,6 +129,7 @@ impl DiskStore {
             durable,
             coord,
             segments: VecDeque::new(),
+            batching_acks: false,
             head: None,
             requeued: BTreeMap::new(),
             mem: VecDeque::new(),
@@ -297,6 +302,7 @@ impl DiskStore {
             live,
             recovered: Some(acked),
             ack_file: None,
+            ack_pending: Vec::new(),
             file: Arc::new(file),
             size,
         })
@@ -397,6 +403,7 @@ impl DiskStore {
             live: 0,
             recovered: None,
             ack_file: None,
+            ack_pending: Vec::new(),
             file,
             size: HEADER_LEN as u64,
         });
@@ -419,18 +426,9 @@ impl DiskStore {
         seg.live = seg.live.saturating_sub(1);
         let id = seg.id;
         if write_ack && seg.live > 0 {
-            if seg.ack_file.is_none() {
-                seg.ack_file = OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(ack_path(&dir, seg.id))
-                    .map_err(|e| tracing::error!(error = %e, "cannot open ack file"))
-                    .ok();
-            }
-            if let Some(f) = seg.ack_file.as_mut()
-                && let Err(e) = f.write_all(&seq.to_le_bytes())
-            {
-                tracing::error!(error = %e, "ack write failed; the message may be redelivered after a restart");
+            seg.ack_pending.extend_from_slice(&seq.to_le_bytes());
+            if !self.batching_acks {
+                Self::write_acks(seg, &dir);
             }
         }
         if seg.live == 0 {
@@ -442,15 +440,9 @@ impl DiskStore {
                 && write_ack
                 && let Some(seg) = self.segments.get_mut(idx)
             {
-                if seg.ack_file.is_none() {
-                    seg.ack_file = OpenOptions::new()
-                        .append(true)
-                        .create(true)
-                        .open(ack_path(&dir, id))
-                        .ok();
-                }
-                if let Some(f) = seg.ack_file.as_mut() {
-                    let _ = f.write_all(&seq.to_le_bytes());
+                seg.ack_pending.extend_from_slice(&seq.to_le_bytes());
+                if !self.batching_acks {
+                    Self::write_acks(seg, &dir);
                 }
             }
             self.gc_segment(id);
@@ -534,6 +526,27 @@ impl DiskStore {
     }
 
     /// Deletes a segment nobody needs any more (not the append head, not being read).
+    /// Appends a segment's pending acks to its ack file (opened on first use).
+    fn write_acks(seg: &mut Segment, dir: &Path) {
+        if seg.ack_pending.is_empty() {
+            return;
+        }
+        if seg.ack_file.is_none() {
+            seg.ack_file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(ack_path(dir, seg.id))
+                .map_err(|e| tracing::error!(error = %e, "cannot open ack file"))
+                .ok();
+        }
+        if let Some(f) = seg.ack_file.as_mut()
+            && let Err(e) = f.write_all(&seg.ack_pending)
+        {
+            tracing::error!(error = %e, "ack write failed; the message may be redelivered after a restart");
+        }
+        seg.ack_pending.clear();
+    }
+
     fn gc_segment(&mut self, id: u64) {
         let Some(idx) = self.segments.iter().position(|s| s.id == id) else {
             return;
@@ -726,6 +739,21 @@ impl QueueStore for DiskStore {
 
     fn delivered(&mut self, seq: u64) {
         self.write_delivered(seq);
+    }
+
+    fn ack_many(&mut self, messages: &mut dyn Iterator<Item = &QueuedMessage>) {
+        // One write per segment for the whole call instead of one per message; all of them
+        // happen before this returns, so what reaches the ack files is unchanged. A segment
+        // that empties meanwhile is deleted with its pending acks, which then do not matter.
+        self.batching_acks = true;
+        for m in messages {
+            self.ack(m);
+        }
+        self.batching_acks = false;
+        let dir = self.dir.clone();
+        for seg in self.segments.iter_mut() {
+            Self::write_acks(seg, &dir);
+        }
     }
 
     fn destroy(&mut self) {

@@ -349,6 +349,8 @@ enum Op {
     RequeueOldest,
     Flush,
     Reopen,
+    /// A multiple ack of the oldest n deliveries (`ack_many`), newest first to mix segments.
+    AckMany(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -359,6 +361,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::RequeueOldest),
         2 => Just(Op::Flush),
         1 => Just(Op::Reopen),
+        2 => (1usize..8).prop_map(Op::AckMany),
     ]
 }
 
@@ -397,6 +400,15 @@ proptest! {
                     if !unacked.is_empty() {
                         let m = unacked.remove(0);
                         s.ack(&m);
+                        persistent.remove(&m.seq);
+                        flushed.remove(&m.seq);
+                    }
+                }
+                Op::AckMany(n) => {
+                    let n = n.min(unacked.len());
+                    let taken: Vec<QueuedMessage> = unacked.drain(..n).rev().collect();
+                    s.ack_many(&mut taken.iter());
+                    for m in &taken {
                         persistent.remove(&m.seq);
                         flushed.remove(&m.seq);
                     }

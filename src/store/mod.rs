@@ -64,6 +64,12 @@ pub trait QueueStore: Send {
     fn requeue(&mut self, m: QueuedMessage);
     /// Records that a delivered message is done with.
     fn ack(&mut self, m: &QueuedMessage);
+    /// Acks several at once (a multiple ack); stores with ack files write them in one go.
+    fn ack_many(&mut self, messages: &mut dyn Iterator<Item = &QueuedMessage>) {
+        for m in messages {
+            self.ack(m);
+        }
+    }
     /// Records that stored messages up to `seq` were handed to consumers, so a restart marks
     /// them redelivered.
     fn delivered(&mut self, _seq: u64) {}
