@@ -97,7 +97,7 @@ log "warren pid $WPID on port $WPORT, data dir $WORK/data"
 RURI="amqp://guest:guest@127.0.0.1:5672/%2f"
 RPID=""
 rabbit_pid() {
-    rabbitmqctl status 2>/dev/null | sed -n 's/^OS PID: *\([0-9]*\).*/\1/p' | head -1
+    rabbitmqctl status 2>/dev/null | sed -n 's/^OS PID: *\([0-9]*\).*/\1/p' | head -1 || true
 }
 if [ "$USE_RABBIT" = 1 ] && command -v rabbitmq-server >/dev/null; then
     RPID=$(rabbit_pid)

@@ -584,14 +584,16 @@ impl Channel {
         let mut requeue: Vec<Unacked> = Vec::new();
         let mut acks: Vec<(Arc<Queue>, Vec<crate::store::QueuedMessage>)> = Vec::new();
         let mut rejects: Vec<(Arc<Queue>, Vec<crate::store::QueuedMessage>)> = Vec::new();
-        for (u, how) in items {
-            if let Some(c) = &u.credit {
-                if c.release() && !wake.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
-                    wake.push(u.queue.clone());
+        // Credit goes back per consumer in one update each (see `Credit::release_n`).
+        let mut credits: Vec<(Arc<Credit>, Arc<Queue>, u32)> = Vec::new();
+        let mut gate_units = 0u32;
+        for (mut u, how) in items {
+            if let Some(c) = u.credit.take() {
+                match credits.iter_mut().find(|(x, _, _)| Arc::ptr_eq(x, &c)) {
+                    Some((_, _, n)) => *n += 1,
+                    None => credits.push((c, u.queue.clone(), 1)),
                 }
-                if self.gate.credit.release() {
-                    wake_all = true;
-                }
+                gate_units += 1;
             }
             let group = match how {
                 Settle::Ack => &mut acks,
@@ -605,6 +607,14 @@ impl Channel {
                 Some((_, v)) => v.push(u.message),
                 None => group.push((u.queue, vec![u.message])),
             }
+        }
+        for (c, q, n) in credits {
+            if c.release_n(n) && !wake.iter().any(|w| Arc::ptr_eq(w, &q)) {
+                wake.push(q);
+            }
+        }
+        if self.gate.credit.release_n(gate_units) {
+            wake_all = true;
         }
         for (q, msgs) in &acks {
             q.ack(msgs.iter());

@@ -104,10 +104,19 @@ impl Credit {
     /// Returns one unit; true when the credit was exhausted before, i.e. a queue may have
     /// skipped this consumer and must be asked to dispatch again.
     pub fn release(&self) -> bool {
+        self.release_n(1)
+    }
+
+    /// Returns `n` units at once (a multiple ack): the counter is shared with the dispatching
+    /// thread, so one update per settle instead of one per message saves cache-line transfers.
+    pub fn release_n(&self, n: u32) -> bool {
+        if n == 0 {
+            return false;
+        }
         let prev = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                Some(u.saturating_sub(1))
+                Some(u.saturating_sub(n))
             })
             .unwrap_or(0);
         let limit = self.limit.load(Ordering::Acquire);
