@@ -52,8 +52,11 @@ pub fn now_ms() -> u64 {
 pub const NO_ACK_BUDGET: u32 = 512;
 
 /// A counting limit shared between a queue (which acquires) and a channel (which releases on
-/// ack or on write). `limit == 0` means unlimited.
+/// ack or on write). `limit == 0` means unlimited. Aligned to a cache line so that, inside its
+/// `Arc`, the counters do not share a line with the reference counts, which the consuming
+/// thread changes on every delivery while the dispatching thread updates `used`.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct Credit {
     limit: AtomicU32,
     used: AtomicU32,
