@@ -1219,3 +1219,89 @@ async fn frames_pipelined_behind_connection_open_are_processed() {
     );
     tb.stop().await;
 }
+
+/// A consumer whose connection ends while deliveries are still queued towards it (unlimited
+/// prefetch, thousands dispatched at once) loses none of them: every message it did not ack
+/// is back in the queue.
+#[tokio::test]
+async fn deliveries_in_flight_when_a_consumer_connection_closes_go_back_to_the_queue() {
+    const N: u32 = 20_000;
+    let tb = common::start().await;
+    let (_pc, publisher) = common::within(tb.channel()).await;
+    let q = format!("in-flight-{}", std::process::id());
+    common::within(publisher.queue_declare(
+        q.as_str().into(),
+        lapin::options::QueueDeclareOptions::default(),
+        FieldTable::default(),
+    ))
+    .await
+    .expect("declare");
+    common::within(publisher.confirm_select(lapin::options::ConfirmSelectOptions::default()))
+        .await
+        .expect("confirm.select");
+    let mut confirms = Vec::new();
+    for i in 0..N {
+        confirms.push(
+            common::within(publisher.basic_publish(
+                "".into(),
+                q.as_str().into(),
+                lapin::options::BasicPublishOptions::default(),
+                &i.to_be_bytes(),
+                lapin::BasicProperties::default(),
+            ))
+            .await
+            .expect("publish"),
+        );
+    }
+    for c in confirms {
+        common::within(c).await.expect("confirm");
+    }
+    for round in 0..3 {
+        // A raw client that starts consuming and drops its socket at once, without reading:
+        // the broker sees the end of the stream while deliveries wait in its event queue.
+        let mut raw = open_with_channel(tb.addr).await;
+        raw.send_frame(&method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: q.as_str().into(),
+                consumer_tag: format!("doomed-{round}").as_str().into(),
+                no_local: false,
+                no_ack: false,
+                exclusive: false,
+                nowait: true,
+                arguments: FieldTable::default(),
+            })),
+        ))
+        .await;
+        drop(raw);
+        let mut ready = 0;
+        for _ in 0..200 {
+            ready = common::within(publisher.queue_declare(
+                q.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ))
+            .await
+            .expect("passive declare")
+            .message_count();
+            if ready == N {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            ready, N,
+            "round {round}: messages lost with the closed consumer"
+        );
+    }
+    common::within(publisher.queue_delete(
+        q.as_str().into(),
+        lapin::options::QueueDeleteOptions::default(),
+    ))
+    .await
+    .expect("delete");
+    tb.stop().await;
+}

@@ -400,6 +400,14 @@ async fn serve<S: Transport>(
         }
     }
     conn.cleanup();
+    // Deliveries queued for us after the loop's last turn: with the channels gone, handling
+    // them puts acking ones back in their queues instead of dropping them with the channel.
+    rx.close();
+    while let Ok(ev) = rx.try_recv() {
+        if matches!(ev, ConnEvent::Deliver { .. }) {
+            conn.handle_event(ev);
+        }
+    }
     state.stats.retire(&conn.ctx.counters, || {
         state.connections.remove(&id);
     });
