@@ -117,16 +117,15 @@ pub fn deliver(
         return outcome;
     }
     let key = msg.routing_key.as_str();
-    let mut keys: Vec<&str> = Vec::new();
-    if !extra_keys.is_empty() {
-        keys.reserve(1 + extra_keys.len());
-        keys.push(key);
-        keys.extend(extra_keys.iter().map(String::as_str));
-    }
-    let keys = if keys.is_empty() {
+    // Without CC/BCC keys (the usual case) the routing key alone needs no vector.
+    let with_extra: Vec<&str>;
+    let keys: &[&str] = if extra_keys.is_empty() {
         std::slice::from_ref(&key)
     } else {
-        &keys[..]
+        with_extra = std::iter::once(key)
+            .chain(extra_keys.iter().map(String::as_str))
+            .collect();
+        &with_extra
     };
     // A queue list per publish would be an allocation per message; this thread's list is
     // reused (taken out while in use, since routing can re-enter through dead-lettering).

@@ -137,8 +137,7 @@ impl Confirms {
 /// Work buffered by tx.select until commit.
 #[derive(Default)]
 struct Tx {
-    /// Boxed as the assembler produced them; unboxing would copy each.
-    #[allow(clippy::vec_box)]
+    /// Publishes held until commit, as reassembled.
     publishes: Vec<Content>,
     /// Settlements taken out of `unacked`; put back on rollback.
     settles: Vec<(Unacked, Settle)>,

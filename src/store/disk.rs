@@ -419,32 +419,22 @@ impl DiskStore {
 
     /// One record of a segment is no longer needed; deletes the segment when none are.
     fn release(&mut self, idx: usize, seq: u64, write_ack: bool) {
-        let dir = self.dir.clone();
+        let is_head = idx + 1 == self.segments.len() && self.head.is_some();
         let Some(seg) = self.segments.get_mut(idx) else {
             return;
         };
         seg.live = seg.live.saturating_sub(1);
         let id = seg.id;
-        if write_ack && seg.live > 0 {
+        let reading = self.cursor.as_ref().is_some_and(|c| c.seg == id);
+        // The ack must reach disk while the segment stays: it still holds live records, or it
+        // is the append head or being read. Otherwise deleting the file below is the ack.
+        if write_ack && (seg.live > 0 || is_head || reading) {
             seg.ack_pending.extend_from_slice(&seq.to_le_bytes());
             if !self.batching_acks {
-                Self::write_acks(seg, &dir);
+                Self::write_acks(seg, &self.dir);
             }
         }
         if seg.live == 0 {
-            // The ack of the last live record must still reach disk if the segment stays (it
-            // is the append head or being read); otherwise deleting the file is the ack.
-            let is_head = idx + 1 == self.segments.len() && self.head.is_some();
-            let reading = self.cursor.as_ref().is_some_and(|c| c.seg == id);
-            if (is_head || reading)
-                && write_ack
-                && let Some(seg) = self.segments.get_mut(idx)
-            {
-                seg.ack_pending.extend_from_slice(&seq.to_le_bytes());
-                if !self.batching_acks {
-                    Self::write_acks(seg, &dir);
-                }
-            }
             self.gc_segment(id);
         }
     }
@@ -525,7 +515,6 @@ impl DiskStore {
         }
     }
 
-    /// Deletes a segment nobody needs any more (not the append head, not being read).
     /// Appends a segment's pending acks to its ack file (opened on first use).
     fn write_acks(seg: &mut Segment, dir: &Path) {
         if seg.ack_pending.is_empty() {
@@ -547,6 +536,7 @@ impl DiskStore {
         seg.ack_pending.clear();
     }
 
+    /// Deletes a segment nobody needs any more (not the append head, not being read).
     fn gc_segment(&mut self, id: u64) {
         let Some(idx) = self.segments.iter().position(|s| s.id == id) else {
             return;
@@ -750,9 +740,8 @@ impl QueueStore for DiskStore {
             self.ack(m);
         }
         self.batching_acks = false;
-        let dir = self.dir.clone();
         for seg in self.segments.iter_mut() {
-            Self::write_acks(seg, &dir);
+            Self::write_acks(seg, &self.dir);
         }
     }
 
