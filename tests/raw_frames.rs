@@ -1229,13 +1229,13 @@ async fn deliveries_in_flight_when_a_consumer_connection_closes_go_back_to_the_q
     let tb = common::start().await;
     let (_pc, publisher) = common::within(tb.channel()).await;
     let q = format!("in-flight-{}", std::process::id());
-    common::within(publisher.queue_declare(
-        q.as_str().into(),
+    common::amqp::declare(
+        &publisher,
+        &q,
         lapin::options::QueueDeclareOptions::default(),
         FieldTable::default(),
-    ))
-    .await
-    .expect("declare");
+    )
+    .await;
     common::within(publisher.confirm_select(lapin::options::ConfirmSelectOptions::default()))
         .await
         .expect("confirm.select");
@@ -1276,17 +1276,7 @@ async fn deliveries_in_flight_when_a_consumer_connection_closes_go_back_to_the_q
         drop(raw);
         let mut ready = 0;
         for _ in 0..200 {
-            ready = common::within(publisher.queue_declare(
-                q.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            ))
-            .await
-            .expect("passive declare")
-            .message_count();
+            ready = common::amqp::ready_count(&publisher, &q).await;
             if ready == N {
                 break;
             }

@@ -71,7 +71,14 @@ async fn setup(tb: &common::TestBroker) -> (Connection, Channel) {
     (conn, ch)
 }
 
-async fn publish_with(ch: &Channel, exchange: &str, rk: &str, body: &[u8], props: BasicProperties) {
+/// Publishes and returns the broker's answer: the confirm, or the error that closed the channel.
+async fn try_publish_with(
+    ch: &Channel,
+    exchange: &str,
+    rk: &str,
+    body: &[u8],
+    props: BasicProperties,
+) -> lapin::Result<Confirmation> {
     let confirm = within(ch.basic_publish(
         exchange.into(),
         rk.into(),
@@ -80,8 +87,23 @@ async fn publish_with(ch: &Channel, exchange: &str, rk: &str, body: &[u8], props
         props,
     ))
     .await
-    .expect("publish");
-    let confirmation = within(confirm).await.expect("confirm");
+    .expect("publish frames sent");
+    within(confirm).await
+}
+
+async fn try_publish(
+    ch: &Channel,
+    exchange: &str,
+    rk: &str,
+    body: &[u8],
+) -> lapin::Result<Confirmation> {
+    try_publish_with(ch, exchange, rk, body, BasicProperties::default()).await
+}
+
+async fn publish_with(ch: &Channel, exchange: &str, rk: &str, body: &[u8], props: BasicProperties) {
+    let confirmation = try_publish_with(ch, exchange, rk, body, props)
+        .await
+        .expect("confirm");
     assert!(
         matches!(confirmation, Confirmation::Ack(_)),
         "publish to {exchange:?}/{rk:?} not acked: {confirmation:?}"
@@ -483,19 +505,10 @@ async fn publisher_sees_its_exchange_deleted_and_declared_again() {
     within(admin.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default()))
         .await
         .expect("delete again");
-    let res = within(ch.basic_publish(
-        ex.as_str().into(),
-        "k".into(),
-        BasicPublishOptions::default(),
-        b"lost",
-        BasicProperties::default(),
-    ))
-    .await
-    .expect("publish frame");
-    let res = within(res).await;
-    assert!(
-        res.as_ref().err().and_then(reply_code) == Some(404),
-        "publish to a deleted exchange: {res:?}"
+    assert_amqp_err(
+        try_publish(&ch, &ex, "k", b"lost").await,
+        404,
+        &format!("NOT_FOUND - no exchange '{ex}' in vhost '/'"),
     );
     assert_eq!(drain(&admin, &old_q).await, vec![b"one".to_vec()]);
     assert_eq!(drain(&admin, &new_q).await, vec![b"two".to_vec()]);
@@ -519,18 +532,8 @@ async fn publish_to_internal_exchange_is_refused() {
     ))
     .await
     .expect("declare internal");
-    let confirm = within(ch.basic_publish(
-        ex.as_str().into(),
-        "".into(),
-        BasicPublishOptions::default(),
-        b"x",
-        BasicProperties::default(),
-    ))
-    .await
-    .expect("publish frames sent");
-    let res = within(confirm).await;
     assert_amqp_err(
-        res,
+        try_publish(&ch, &ex, "", b"x").await,
         403,
         &format!("ACCESS_REFUSED - cannot publish to internal exchange '{ex}' in vhost '/'"),
     );
@@ -546,18 +549,8 @@ async fn publish_to_missing_exchange_is_not_found() {
     let tb = common::start().await;
     let (_conn, ch) = setup(&tb).await;
     let ex = uniq("x-absent");
-    let confirm = within(ch.basic_publish(
-        ex.as_str().into(),
-        "".into(),
-        BasicPublishOptions::default(),
-        b"x",
-        BasicProperties::default(),
-    ))
-    .await
-    .expect("publish frames sent");
-    let res = within(confirm).await;
     assert_amqp_err(
-        res,
+        try_publish(&ch, &ex, "", b"x").await,
         404,
         &format!("NOT_FOUND - no exchange '{ex}' in vhost '/'"),
     );

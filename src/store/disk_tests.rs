@@ -117,16 +117,20 @@ fn persistent_messages_survive_reopen_transient_do_not() {
     assert_eq!(got, vec![(1, true), (3, false)]);
 }
 
+/// A store at `path` holding persistent messages 1..=n, written out and closed.
+fn write_persistent(path: &std::path::Path, n: u64) {
+    let (mut s, _) = DiskStore::open(path.to_path_buf(), true, coord());
+    for seq in 1..=n {
+        assert!(s.push(qm(seq, true)));
+    }
+    assert!(s.flush());
+}
+
 #[test]
 fn torn_tail_is_truncated_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q");
-    {
-        let (mut s, _) = DiskStore::open(path.clone(), true, coord());
-        for seq in 1..=3 {
-            s.push(qm(seq, true));
-        }
-    }
+    write_persistent(&path, 3);
     let seg = path.join(format!("{:010}.seg", 1));
     let len = std::fs::metadata(&seg).unwrap().len();
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
@@ -147,12 +151,7 @@ fn torn_tail_is_truncated_and_appends_continue() {
 fn corrupt_record_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q");
-    {
-        let (mut s, _) = DiskStore::open(path.clone(), true, coord());
-        for seq in 1..=3 {
-            s.push(qm(seq, true));
-        }
-    }
+    write_persistent(&path, 3);
     let seg = path.join(format!("{:010}.seg", 1));
     let mut data = std::fs::read(&seg).unwrap();
     // Flip a byte inside the second record's body.
