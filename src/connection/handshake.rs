@@ -1,5 +1,6 @@
 //! connection.start / start-ok / tune / tune-ok / open, as RabbitMQ performs them.
 
+use super::writer::Output;
 use super::{FrameReader, ReadError};
 use crate::auth::{self, Permissions};
 use crate::broker::BrokerState;
@@ -12,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncRead;
-use tokio::sync::mpsc;
 
 /// RabbitMQ's handshake_timeout.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,18 +127,16 @@ async fn expect_method<R: AsyncRead + Unpin>(
     }
 }
 
-fn send(out: &mpsc::Sender<Vec<u8>>, method: AMQPClass) -> impl Future<Output = ()> + '_ {
+async fn send(out: &mut Output, method: AMQPClass) {
     let mut buf = Vec::new();
     codec::encode_method(&mut buf, 0, method);
-    async move {
-        let _ = out.send(buf).await;
-    }
+    let _ = out.send(&mut buf).await;
 }
 
 /// Runs the handshake after the protocol header was accepted.
 pub async fn run<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &mut Output,
     state: &BrokerState,
     peer: SocketAddr,
 ) -> Result<Opened, Failed> {

@@ -73,6 +73,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     type Read: AsyncRead + Unpin + Send + 'static;
     type Write: AsyncWrite + Unpin + Send + 'static;
     fn split(self) -> (Self::Read, Self::Write);
+    /// Where the connection's frames go once split.
+    fn output(write: Self::Write) -> writer::Output;
     /// The negotiated TLS version as RabbitMQ names it, `None` for plain TCP.
     fn tls_protocol(&self) -> Option<&'static str>;
 }
@@ -82,6 +84,9 @@ impl Transport for TcpStream {
     type Write = tokio::net::tcp::OwnedWriteHalf;
     fn split(self) -> (Self::Read, Self::Write) {
         self.into_split()
+    }
+    fn output(write: Self::Write) -> writer::Output {
+        writer::Output::direct(write)
     }
     fn tls_protocol(&self) -> Option<&'static str> {
         None
@@ -93,6 +98,9 @@ impl Transport for crate::tls::TlsStream {
     type Write = tokio::io::WriteHalf<Self>;
     fn split(self) -> (Self::Read, Self::Write) {
         tokio::io::split(self)
+    }
+    fn output(write: Self::Write) -> writer::Output {
+        writer::Output::task(write)
     }
     fn tls_protocol(&self) -> Option<&'static str> {
         Some(crate::tls::protocol_name(self))
@@ -209,29 +217,25 @@ async fn serve<S: Transport>(
         _ => return,
     }
     let (read_half, write_half) = socket.split();
-    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(writer::QUEUED_BUFFERS);
-    let (recycle_tx, mut recycle_rx) = mpsc::unbounded_channel();
-    let writer_task = tokio::spawn(writer::run(write_half, out_rx, recycle_tx));
+    let mut output = S::output(write_half);
     let mut reader = FrameReader {
         socket: read_half,
         buf: BytesMut::with_capacity(4096),
     };
 
-    let opened = match handshake::run(&mut reader, &out_tx, &state, peer).await {
+    let opened = match handshake::run(&mut reader, &mut output, &state, peer).await {
         Ok(o) => o,
         Err(handshake::Failed::Close(err)) => {
             let mut buf = Vec::new();
             codec::encode_method(&mut buf, 0, close_method(&err));
-            let _ = out_tx.send(buf).await;
+            let _ = output.send(&mut buf).await;
             // Give the client a moment to read the close before the socket goes.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, reader.next(FRAME_MIN_SIZE)).await;
-            drop(out_tx);
-            let _ = writer_task.await;
+            output.close().await;
             return;
         }
         Err(handshake::Failed::Gone) => {
-            drop(out_tx);
-            let _ = writer_task.await;
+            output.close().await;
             return;
         }
     };
@@ -346,6 +350,11 @@ async fn serve<S: Transport>(
                     }
                 }
             }
+            res = output.progress(), if output.has_backlog() => {
+                if res.is_err() {
+                    break;
+                }
+            }
             Some(ev) = rx.recv() => {
                 conn.ctx.now = std::time::Instant::now();
                 conn.handle_event(ev);
@@ -361,7 +370,10 @@ async fn serve<S: Transport>(
                 if reader.buf.is_empty() && reader.buf.capacity() > 16 * 1024 {
                     // Idle: give back the read buffer a burst grew (and spare write buffers).
                     reader.buf = BytesMut::new();
-                    while recycle_rx.try_recv().is_ok() {}
+                    if conn.ctx.out.is_empty() {
+                        conn.ctx.out = Vec::new();
+                    }
+                    output.trim();
                 }
                 if blocked {
                     // Heartbeats are not read while blocked, so silence proves nothing.
@@ -384,9 +396,7 @@ async fn serve<S: Transport>(
         let alarms = *alarm_rx.borrow();
         conn.notify_blocked(conn.ctx.published && alarms.any(), &alarms);
         if !conn.ctx.out.is_empty() {
-            let next = recycle_rx.try_recv().unwrap_or_default();
-            let buf = std::mem::replace(&mut conn.ctx.out, next);
-            if out_tx.send(buf).await.is_err() {
+            if output.send(&mut conn.ctx.out).await.is_err() {
                 break;
             }
             last_write = Instant::now();
@@ -421,8 +431,7 @@ async fn serve<S: Transport>(
         })
         .await;
     }
-    drop(out_tx);
-    let _ = writer_task.await;
+    output.close().await;
     tracing::info!("connection closed");
 }
 

@@ -1,16 +1,178 @@
-//! The write half of a connection. The connection task encodes frames into a buffer and hands
-//! whole buffers over here, so a batch of frames costs one write; the bounded hand-over queue is
-//! what makes a slow-reading client stop the connection task instead of growing memory.
+//! The write half of a connection. The connection task encodes frames into one buffer per loop
+//! turn, so a batch of frames costs one write.
+//!
+//! Plain TCP is written by the connection task itself: a `try_write` straight from its buffer,
+//! with no hand-over to another task. That saves a task wake-up and a buffer swap per batch,
+//! which is most of a delivery's latency at low rates. What the socket does not take stays as a
+//! backlog that the connection task drains when the socket is writable, while it goes on
+//! reading; past `BACKLOG_LIMIT` the task waits for the socket, so a client that does not read
+//! stops its connection instead of growing memory.
+//!
+//! TLS keeps a writer task: its stream has no `try_write`, and a rustls session may hold
+//! ciphertext that only a later poll pushes out.
 
+use std::io;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-/// Buffers queued towards the socket before the connection task waits.
+/// Buffers queued towards a writer task before the connection task waits.
 pub const QUEUED_BUFFERS: usize = 4;
 
-/// Writes buffers until the sender is dropped or the socket fails, returning emptied buffers
-/// for reuse.
-pub async fn run<W: AsyncWrite + Unpin>(
+/// Unwritten bytes a direct writer keeps before the connection task waits for the socket
+/// (about what `QUEUED_BUFFERS` busy buffers hold).
+const BACKLOG_LIMIT: usize = 256 * 1024;
+
+/// How long closing waits for the client to take what is still unwritten.
+const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Buffers larger than this (a large message went through) are not kept for reuse.
+const KEEP_CAPACITY: usize = 1 << 20;
+
+/// The socket failed or the writer is gone: the connection ends.
+#[derive(Debug)]
+pub struct Closed;
+
+/// Where a connection's output goes.
+pub enum Output {
+    Direct {
+        socket: OwnedWriteHalf,
+        /// Bytes the socket has not taken yet, in order, before anything newer.
+        backlog: Vec<u8>,
+    },
+    Task {
+        tx: mpsc::Sender<Vec<u8>>,
+        recycle: mpsc::UnboundedReceiver<Vec<u8>>,
+        task: JoinHandle<()>,
+    },
+}
+
+impl Output {
+    pub fn direct(socket: OwnedWriteHalf) -> Self {
+        Output::Direct {
+            socket,
+            backlog: Vec::new(),
+        }
+    }
+
+    /// Spawns a writer task for a stream without `try_write`.
+    pub fn task<W: AsyncWrite + Unpin + Send + 'static>(socket: W) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUED_BUFFERS);
+        let (recycle_tx, recycle) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(socket, rx, recycle_tx));
+        Output::Task { tx, recycle, task }
+    }
+
+    /// Sends everything in `out` (or takes it as backlog) and leaves `out` empty for the next
+    /// batch. Waits only when the backlog is over its limit (or the writer task's queue full).
+    pub async fn send(&mut self, out: &mut Vec<u8>) -> Result<(), Closed> {
+        match self {
+            Output::Direct { socket, backlog } => {
+                if backlog.is_empty() {
+                    let n = write_now(socket, out)?;
+                    if n < out.len() {
+                        backlog.extend_from_slice(&out[n..]);
+                    }
+                } else {
+                    backlog.extend_from_slice(out);
+                }
+                out.clear();
+                if out.capacity() > KEEP_CAPACITY {
+                    *out = Vec::new();
+                }
+                while backlog.len() > BACKLOG_LIMIT {
+                    socket.writable().await.map_err(|_| Closed)?;
+                    drain(socket, backlog)?;
+                }
+                Ok(())
+            }
+            Output::Task { tx, recycle, .. } => {
+                let next = recycle.try_recv().unwrap_or_default();
+                let buf = std::mem::replace(out, next);
+                tx.send(buf).await.map_err(|_| Closed)
+            }
+        }
+    }
+
+    /// Bytes are waiting for the socket to become writable.
+    pub fn has_backlog(&self) -> bool {
+        matches!(self, Output::Direct { backlog, .. } if !backlog.is_empty())
+    }
+
+    /// Waits until the socket is writable and writes what it takes of the backlog
+    /// (cancel-safe: nothing is written until the wait is over).
+    pub async fn progress(&mut self) -> Result<(), Closed> {
+        if let Output::Direct { socket, backlog } = self
+            && !backlog.is_empty()
+        {
+            socket.writable().await.map_err(|_| Closed)?;
+            drain(socket, backlog)?;
+        }
+        Ok(())
+    }
+
+    /// Idle: gives back buffers a burst grew.
+    pub fn trim(&mut self) {
+        match self {
+            Output::Direct { backlog, .. } => {
+                if backlog.is_empty() {
+                    *backlog = Vec::new();
+                }
+            }
+            Output::Task { recycle, .. } => while recycle.try_recv().is_ok() {},
+        }
+    }
+
+    /// Writes what is left (bounded in time) and shuts the socket down.
+    pub async fn close(self) {
+        match self {
+            Output::Direct {
+                mut socket,
+                backlog,
+            } => {
+                let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+                    if socket.write_all(&backlog).await.is_ok() {
+                        let _ = socket.shutdown().await;
+                    }
+                })
+                .await;
+            }
+            Output::Task { tx, task, .. } => {
+                drop(tx);
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+/// Writes as much of `buf` as the socket takes without waiting.
+fn write_now(socket: &OwnedWriteHalf, buf: &[u8]) -> Result<usize, Closed> {
+    let mut done = 0;
+    while done < buf.len() {
+        match socket.try_write(&buf[done..]) {
+            Ok(0) => return Err(Closed),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "write failed");
+                return Err(Closed);
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn drain(socket: &OwnedWriteHalf, backlog: &mut Vec<u8>) -> Result<(), Closed> {
+    let n = write_now(socket, backlog)?;
+    backlog.drain(..n);
+    Ok(())
+}
+
+/// A writer task: writes buffers until the sender is dropped or the socket fails, returning
+/// emptied buffers for reuse.
+async fn run<W: AsyncWrite + Unpin>(
     mut socket: W,
     mut rx: mpsc::Receiver<Vec<u8>>,
     recycle: mpsc::UnboundedSender<Vec<u8>>,
@@ -21,8 +183,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
             break;
         }
         buf.clear();
-        // Oversized buffers (a large message went through) are not worth keeping around.
-        if buf.capacity() <= 1 << 20 {
+        if buf.capacity() <= KEEP_CAPACITY {
             let _ = recycle.send(buf);
         }
     }
