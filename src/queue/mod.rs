@@ -496,6 +496,9 @@ impl Queue {
         };
         let mut dead = DeadLetters::new();
         let outcome = {
+            // One lock hold for the push and the dispatch after it: the publisher and an
+            // acking consumer contend for this lock, and every extra hold is another chance
+            // for one of them to sleep on it.
             let mut st = self.state.lock();
             let persistent = self.options.durable && msg.persistent();
             if let Some(d) = st.dedup.as_mut()
@@ -531,6 +534,7 @@ impl Queue {
                             dead.push((old, Reason::MaxLen));
                         }
                     }
+                    self.dispatch_locked(&mut st, &mut dead, now);
                     if persistent {
                         Published::Stored
                     } else {
@@ -539,11 +543,8 @@ impl Queue {
                 }
             }
         };
-        if matches!(outcome, Published::Stored | Published::Accepted) {
-            self.dispatch_collect(&mut dead, now);
-            if expires_at != 0 {
-                self.arm_expiry();
-            }
+        if expires_at != 0 && matches!(outcome, Published::Stored | Published::Accepted) {
+            self.arm_expiry();
         }
         self.dead_letter(dead, false);
         outcome
@@ -595,18 +596,27 @@ impl Queue {
     }
 
     /// `now` is the clock reading to judge expiry by, or 0 to read the clock when needed.
-    fn dispatch_collect(self: &Arc<Self>, dead: &mut DeadLetters, mut now: u64) {
+    fn dispatch_collect(self: &Arc<Self>, dead: &mut DeadLetters, now: u64) {
         let mut st = self.state.lock();
+        self.dispatch_locked(&mut st, dead, now);
+    }
+
+    fn dispatch_locked(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        dead: &mut DeadLetters,
+        mut now: u64,
+    ) {
         let mut delivered_stored = 0u64;
         let mut misses = 0;
         while !st.store.is_empty() && misses < 4 {
-            let Some(idx) = self.pick(&st) else { break };
+            let Some(idx) = self.pick(st) else { break };
             if !st.consumers[idx].acquire() {
                 // Lost a race for shared (channel) credit with another queue; re-pick.
                 misses += 1;
                 continue;
             }
-            let Some(qm) = Self::pop_live(&mut st, &mut now, dead) else {
+            let Some(qm) = Self::pop_live(st, &mut now, dead) else {
                 st.consumers[idx].release();
                 break;
             };
