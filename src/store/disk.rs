@@ -108,6 +108,8 @@ pub struct DiskStore {
     /// `wbuf_at` and end at the head segment's `size`, which counts them already.
     wbuf: Vec<u8>,
     wbuf_at: u64,
+    /// Bytes of the head segment's file allocated ahead of the writes (see `preallocate`).
+    head_alloc: u64,
     /// Set when a write failed: the queue refuses further messages instead of losing them, and
     /// every later `flush` reports the failure (a record buffered before it may be lost).
     failed: bool,
@@ -144,6 +146,7 @@ impl DiskStore {
             recovered_delivered: 0,
             wbuf: Vec::new(),
             wbuf_at: 0,
+            head_alloc: 0,
             failed: false,
         };
         let next_seq = if durable && store.dir.exists() {
@@ -357,6 +360,10 @@ impl DiskStore {
         if self.wbuf.is_empty() {
             return !self.failed;
         }
+        let end = self.wbuf_at + self.wbuf.len() as u64;
+        if self.durable && end > self.head_alloc {
+            self.preallocate(end);
+        }
         let written = match (self.segments.back(), &self.head) {
             (Some(seg), Some(_)) => seg.file.write_all_at(&self.wbuf, self.wbuf_at),
             _ => Err(io::Error::other("no segment to write to")),
@@ -375,6 +382,38 @@ impl DiskStore {
             self.coord.mark_dirty(h);
         }
         true
+    }
+
+    /// Writes zeroes ahead of a write ending at `end` in the head segment. An `fdatasync` after
+    /// an append that grows the file also commits the size change to the filesystem journal;
+    /// over blocks already written it does not. Every confirm waits for one, and on ext4 here
+    /// 3,000 syncs of 7 KB appends took 0.73 s appending and 0.43 s over zeroes written ahead.
+    /// (`fallocate` does not help: its unwritten extents are converted on each sync, 0.84-1.0 s.)
+    /// The zeroes double with what was written, at most 1 MiB ahead, so a queue holding a few
+    /// messages still takes one block; recovery already reads zeroes as the end of the records.
+    /// A failed zero write only costs the speed-up: the record write that follows reports
+    /// errors that matter.
+    fn preallocate(&mut self, end: u64) {
+        const AHEAD_MAX: u64 = 1 << 20;
+        static ZEROES: [u8; 64 * 1024] = [0; 64 * 1024];
+        let Some(seg) = self.segments.back() else {
+            return;
+        };
+        let want = (2 * end)
+            .next_power_of_two()
+            .clamp(4096, end + AHEAD_MAX)
+            .min(SEGMENT_SIZE.max(end));
+        // Only the part past what the record write itself covers.
+        let mut at = self.head_alloc.max(end);
+        while at < want {
+            let n = (want - at).min(ZEROES.len() as u64);
+            if seg.file.write_all_at(&ZEROES[..n as usize], at).is_err() {
+                self.head_alloc = u64::MAX;
+                return;
+            }
+            at += n;
+        }
+        self.head_alloc = want;
     }
 
     fn new_segment(&mut self) -> io::Result<()> {
@@ -396,6 +435,7 @@ impl DiskStore {
             }
         }
         self.head = Some(SyncFile::new(file.clone()));
+        self.head_alloc = 0;
         self.segments.push_back(Segment {
             id,
             first_seq: u64::MAX,

@@ -128,13 +128,25 @@ fn write_persistent(path: &std::path::Path, n: u64) {
 
 #[test]
 fn torn_tail_is_truncated_and_appends_continue() {
+    // A crash tears the last record: the file ends inside it, or (written ahead with zeroes)
+    // its last bytes never reached the disk.
+    for zeroed in [false, true] {
+        torn_tail_case(zeroed);
+    }
+}
+
+fn torn_tail_case(zeroed: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q");
     write_persistent(&path, 3);
     let seg = path.join(format!("{:010}.seg", 1));
-    let len = std::fs::metadata(&seg).unwrap().len();
+    let end = seg_len(&path, 1);
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
-    f.set_len(len - 3).unwrap();
+    if zeroed {
+        f.write_all_at(&[0; 3], end - 3).unwrap();
+    } else {
+        f.set_len(end - 3).unwrap();
+    }
     drop(f);
     {
         let (mut s, next) = DiskStore::open(path.clone(), true, coord());
@@ -227,10 +239,18 @@ fn fully_acked_segments_are_deleted() {
     assert_eq!(segs(), 1, "only the append head remains");
 }
 
+/// Where a segment's records end: the file may run on with zeroes written ahead.
 fn seg_len(path: &std::path::Path, id: u64) -> u64 {
-    std::fs::metadata(path.join(format!("{id:010}.seg")))
-        .map(|m| m.len())
-        .unwrap_or(0)
+    let data = std::fs::read(path.join(format!("{id:010}.seg"))).unwrap_or_default();
+    let mut off = HEADER_LEN.min(data.len());
+    while let segment::Scan::Record(len) = segment::scan(&data[off..], 1 << 30) {
+        off += len;
+    }
+    assert!(
+        data[off..].iter().all(|&b| b == 0),
+        "only zeroes follow the records"
+    );
+    off as u64
 }
 
 /// What a reopen finds: the seqs of the recovered ready messages, in order.
@@ -259,6 +279,13 @@ fn appends_reach_the_file_only_when_flushed_and_then_in_one_piece() {
     assert_eq!(seg_len(&path, 1), expected);
     assert!(s.flush(), "an empty flush succeeds");
     assert_eq!(seg_len(&path, 1), expected);
+    let file_len = std::fs::metadata(path.join("0000000001.seg"))
+        .unwrap()
+        .len();
+    assert!(
+        file_len >= 2 * expected,
+        "the file is written ahead of the records ({file_len} for {expected})"
+    );
     // A crash (no destructor) after the flush keeps every flushed record.
     std::mem::forget(s);
     assert_eq!(recovered(&path), vec![1, 2, 3, 4, 5]);
