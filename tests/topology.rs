@@ -261,6 +261,40 @@ async fn default_exchange_routes_by_queue_name() {
     tb.stop().await;
 }
 
+/// A channel remembers the queue it last published to through the default exchange: that
+/// memory must follow a change of routing key and must not outlive the queue.
+#[tokio::test]
+async fn default_exchange_follows_keys_and_redeclared_queues() {
+    let tb = common::start().await;
+    let (_conn, ch) = setup(&tb).await;
+    let (a, b) = (uniq("dflt-a"), uniq("dflt-b"));
+    for q in [&a, &b] {
+        within(ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), no_args()))
+            .await
+            .expect("declare");
+    }
+    publish(&ch, "", &a, b"a1").await;
+    publish(&ch, "", &b, b"b1").await;
+    publish(&ch, "", &a, b"a2").await;
+    assert_eq!(drain(&ch, &a).await, vec![b"a1".to_vec(), b"a2".to_vec()]);
+    assert_eq!(drain(&ch, &b).await, vec![b"b1".to_vec()]);
+    within(ch.queue_delete(a.as_str().into(), QueueDeleteOptions::default()))
+        .await
+        .expect("delete");
+    publish(&ch, "", &a, b"nowhere").await;
+    within(ch.queue_declare(a.as_str().into(), QueueDeclareOptions::default(), no_args()))
+        .await
+        .expect("redeclare");
+    publish(&ch, "", &a, b"a3").await;
+    assert_eq!(drain(&ch, &a).await, vec![b"a3".to_vec()]);
+    for q in [&a, &b] {
+        within(ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()))
+            .await
+            .expect("cleanup");
+    }
+    tb.stop().await;
+}
+
 #[tokio::test]
 async fn builtin_exchanges_exist() {
     let tb = common::start().await;

@@ -82,13 +82,15 @@ pub fn sender_selected_keys(
 /// Delivers a checked message published to `exchange` in `vhost`: deduplication and delay
 /// first, then every queue its routing key and `extra_keys` reach. One `Arc<Message>` is shared.
 /// With a `batch`, queues may keep the durable copy buffered until the batch is flushed (see
-/// [`WriteBatch`]); without one it is written before this returns.
+/// [`WriteBatch`]); without one it is written before this returns. `last_queue` remembers the
+/// queue the default exchange last routed to, for a publisher that keeps sending there.
 pub fn deliver(
     vhost: &crate::vhost::VHost,
     exchange: &Arc<crate::exchange::Exchange>,
     msg: &Arc<Message>,
     extra_keys: &[String],
     mut batch: Option<&mut WriteBatch>,
+    last_queue: Option<&mut Option<Arc<Queue>>>,
 ) -> RouteOutcome {
     let mut outcome = RouteOutcome::default();
     if let Some(d) = &exchange.dedup
@@ -130,12 +132,21 @@ pub fn deliver(
     // A queue list per publish would be an allocation per message; this thread's list is
     // reused (taken out while in use, since routing can re-enter through dead-lettering).
     let mut queues = ROUTE_SCRATCH.with(|s| s.take());
-    vhost.route(
-        exchange,
-        keys,
-        msg.properties.headers().as_ref(),
-        &mut queues,
-    );
+    let headers = msg.properties.headers();
+    match last_queue {
+        // The queue map's lookup (hash, shard lock, compare) was a few percent of a publish.
+        // A deleted queue is looked up again, so a re-declared one is found.
+        Some(slot) if exchange.name.is_empty() && extra_keys.is_empty() => {
+            match slot.as_ref().filter(|q| q.name == key && !q.is_deleted()) {
+                Some(q) => queues.push(q.clone()),
+                None => {
+                    vhost.route(exchange, keys, headers.as_ref(), &mut queues);
+                    *slot = queues.first().cloned();
+                }
+            }
+        }
+        _ => vhost.route(exchange, keys, headers.as_ref(), &mut queues),
+    }
     let mut any = false;
     for q in queues.drain(..) {
         let published = match batch.as_deref_mut() {
@@ -315,6 +326,7 @@ impl Channel {
                     &msg,
                     &extra_keys,
                     Some(&mut ctx.batch),
+                    Some(&mut self.publish_queue),
                 );
                 (outcome.routed, outcome)
             };

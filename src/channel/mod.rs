@@ -172,6 +172,8 @@ pub struct Channel {
     /// once, not per message. Permissions are fixed for the connection's lifetime, so the answer
     /// cannot go stale; a deleted exchange is looked up again.
     publish_to: Option<(Arc<crate::exchange::Exchange>, bool)>,
+    /// The queue this channel's last publish to the default exchange went to (see `deliver`).
+    publish_queue: Option<Arc<crate::queue::Queue>>,
     /// A tx.commit-ok is owed once group commit completes.
     commit_pending: bool,
     /// Group commit failed under a transaction: later commits are refused.
@@ -226,6 +228,7 @@ impl Channel {
             last_queue: None,
             reply: None,
             publish_to: None,
+            publish_queue: None,
             commit_pending: false,
             commit_failed: false,
             next_timeout: None,

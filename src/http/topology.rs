@@ -366,7 +366,7 @@ pub async fn publish(
         properties: Box::new(properties),
         body: payload,
     });
-    let outcome = crate::channel::deliver(&vh, &exchange, &msg, &extra_keys, None);
+    let outcome = crate::channel::deliver(&vh, &exchange, &msg, &extra_keys, None, None);
     st.stats.count_api_publish(outcome.routed);
     if outcome.stored && st.store.coord.fsync_enabled() {
         wait_synced(&st, st.store.coord.request()).await?;
