@@ -628,7 +628,11 @@ impl Channel {
             wake_all = true;
         }
         for (q, msgs) in &acks {
-            q.ack(msgs.iter());
+            let at = wake.iter().position(|w| Arc::ptr_eq(w, q));
+            q.ack(msgs.iter(), at.is_some());
+            if let Some(i) = at {
+                wake.swap_remove(i);
+            }
         }
         for (q, msgs) in rejects {
             q.reject(msgs);
