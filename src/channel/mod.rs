@@ -457,6 +457,9 @@ impl Channel {
                 queue.dispatch();
             }
         } else {
+            if message.stored {
+                ctx.mark_delivered(&queue);
+            }
             let credit = Some(c.credit.clone());
             let delivered_at = ctx.now;
             let deadline = delivered_at + consumer_timeout(&queue, ctx);

@@ -175,9 +175,26 @@ pub struct ConnCtx {
     pub now: std::time::Instant,
     /// Queues published to during the current socket read, flushed at its end.
     pub batch: crate::queue::WriteBatch,
+    /// Queues whose stored messages were delivered here since the last write: their
+    /// delivered marks are written before the deliveries reach the socket.
+    pub marks: Vec<Arc<Queue>>,
 }
 
 impl ConnCtx {
+    pub fn mark_delivered(&mut self, q: &Arc<Queue>) {
+        if !self.marks.iter().any(|m| Arc::ptr_eq(m, q)) {
+            self.marks.push(q.clone());
+        }
+    }
+
+    /// One mark write per queue per socket write, instead of one per dispatch: a crash after
+    /// the client saw a delivery still finds it marked, and recovery flags it redelivered.
+    fn write_marks(&mut self) {
+        for q in self.marks.drain(..) {
+            q.write_delivered();
+        }
+    }
+
     pub fn send_method(&mut self, channel: u16, method: AMQPClass) {
         codec::encode_method(&mut self.out, channel, method);
     }
@@ -276,6 +293,7 @@ async fn serve<S: Transport>(
             counters,
             now: std::time::Instant::now(),
             batch: Default::default(),
+            marks: Vec::new(),
         },
         channels: crate::FastMap::default(),
         channel_max: opened.channel_max,
@@ -395,6 +413,7 @@ async fn serve<S: Transport>(
         }
         let alarms = *alarm_rx.borrow();
         conn.notify_blocked(conn.ctx.published && alarms.any(), &alarms);
+        conn.ctx.write_marks();
         if !conn.ctx.out.is_empty() {
             if output.send(&mut conn.ctx.out).await.is_err() {
                 break;

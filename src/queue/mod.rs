@@ -665,6 +665,11 @@ impl Queue {
         }
     }
 
+    /// Writes the delivered mark raised by dispatches (see [`QueueStore::write_delivered`]).
+    pub fn write_delivered(&self) {
+        self.state.lock().store.write_delivered();
+    }
+
     /// basic.get: takes the next ready message, with the count left behind it.
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         self.touch();
@@ -680,7 +685,9 @@ impl Queue {
                 } else {
                     st.unacked += 1;
                     if qm.stored {
+                        // basic.get-ok goes out with this connection's next write: mark now.
                         st.store.delivered(qm.seq);
+                        st.store.write_delivered();
                     }
                 }
                 let left = st.store.len() as u32;

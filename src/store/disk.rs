@@ -101,7 +101,9 @@ pub struct DiskStore {
     cursor: Option<Cursor>,
     rbuf: Option<ReadBuf>,
     delivered_file: Option<File>,
+    /// Highest delivered seq written to `delivered`, and the highest recorded since.
     delivered_mark: u64,
+    delivered_want: u64,
     /// Highest delivered seq from before the restart.
     recovered_delivered: u64,
     /// Records appended to the head segment and not yet written: they start at file offset
@@ -143,6 +145,7 @@ impl DiskStore {
             rbuf: None,
             delivered_file: None,
             delivered_mark: 0,
+            delivered_want: 0,
             recovered_delivered: 0,
             wbuf: Vec::new(),
             wbuf_at: 0,
@@ -652,7 +655,8 @@ impl DiskStore {
         Read::Unreadable
     }
 
-    fn write_delivered(&mut self, seq: u64) {
+    fn write_mark(&mut self) {
+        let seq = self.delivered_want;
         if seq <= self.delivered_mark {
             return;
         }
@@ -768,7 +772,11 @@ impl QueueStore for DiskStore {
     }
 
     fn delivered(&mut self, seq: u64) {
-        self.write_delivered(seq);
+        self.delivered_want = self.delivered_want.max(seq);
+    }
+
+    fn write_delivered(&mut self) {
+        self.write_mark();
     }
 
     fn ack_many(&mut self, messages: &mut dyn Iterator<Item = &QueuedMessage>) {

@@ -103,6 +103,7 @@ fn persistent_messages_survive_reopen_transient_do_not() {
         // Deliver 1 (unacked at "crash"), ack 2.
         let m1 = s.pop().unwrap();
         s.delivered(m1.seq);
+        s.write_delivered();
         let m2 = s.pop().unwrap();
         s.ack(&m2);
     }
@@ -187,6 +188,7 @@ fn seqs_do_not_go_back_after_a_drained_queue_restarts() {
         }
         while let Some(m) = s.pop() {
             s.delivered(m.seq);
+            s.write_delivered();
             s.ack(&m);
         }
     }

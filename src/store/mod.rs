@@ -71,8 +71,11 @@ pub trait QueueStore: Send {
         }
     }
     /// Records that stored messages up to `seq` were handed to consumers, so a restart marks
-    /// them redelivered.
+    /// them redelivered. Nothing is written until `write_delivered`.
     fn delivered(&mut self, _seq: u64) {}
+    /// Writes the delivered mark if `delivered` raised it. Must happen before the client can
+    /// see those deliveries: the consuming connection calls it before its socket write.
+    fn write_delivered(&mut self) {}
     /// Removes the store's files (the queue was deleted).
     fn destroy(&mut self) {}
     /// Ready messages.

@@ -58,6 +58,12 @@ impl QueueStore for PriorityStore {
         }
     }
 
+    fn write_delivered(&mut self) {
+        for s in &mut self.levels {
+            s.write_delivered();
+        }
+    }
+
     fn destroy(&mut self) {
         for s in &mut self.levels {
             s.destroy();
