@@ -1295,3 +1295,91 @@ async fn deliveries_in_flight_when_a_consumer_connection_closes_go_back_to_the_q
     .expect("delete");
     tb.stop().await;
 }
+
+/// A consumer that stops reading its socket holds back only its own connection: the broker
+/// keeps what the socket does not take (and then stops dispatching to it), other connections
+/// are served meanwhile, and once the consumer reads again every message arrives, in order.
+#[tokio::test]
+async fn a_consumer_that_stops_reading_gets_everything_in_order_later() {
+    const N: u32 = 4_000;
+    const SIZE: usize = 4096;
+    let tb = common::start().await;
+    let (_pc, publisher) = common::within(tb.channel()).await;
+    let q = format!("stalled-{}", std::process::id());
+    common::amqp::declare(
+        &publisher,
+        &q,
+        lapin::options::QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    common::within(publisher.confirm_select(lapin::options::ConfirmSelectOptions::default()))
+        .await
+        .expect("confirm.select");
+    let mut confirms = Vec::new();
+    for i in 0..N {
+        let mut body = vec![0u8; SIZE];
+        body[..4].copy_from_slice(&i.to_be_bytes());
+        confirms.push(
+            common::within(publisher.basic_publish(
+                "".into(),
+                q.as_str().into(),
+                lapin::options::BasicPublishOptions::default(),
+                &body,
+                lapin::BasicProperties::default(),
+            ))
+            .await
+            .expect("publish"),
+        );
+    }
+    for c in confirms {
+        common::within(c).await.expect("confirm");
+    }
+    // 16 MB of deliveries: more than the socket buffers hold, so the broker's own backlog for
+    // this connection fills while the client reads nothing.
+    let mut raw = open_with_channel(tb.addr).await;
+    raw.send_frame(&method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: q.as_str().into(),
+            consumer_tag: "stalled".into(),
+            no_local: false,
+            no_ack: true,
+            exclusive: false,
+            nowait: true,
+            arguments: FieldTable::default(),
+        })),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = common::amqp::ready_count(&publisher, &q).await;
+    assert!(
+        left > 0,
+        "the broker kept dispatching to a consumer that reads nothing"
+    );
+    let mut next = 0u32;
+    while next < N {
+        match raw.frame().await {
+            AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Deliver(_))) => {}
+            other => panic!("expected delivery {next}, got {other:?}"),
+        }
+        assert!(matches!(raw.frame().await, AMQPFrame::Header(1, ..)));
+        match raw.frame().await {
+            AMQPFrame::Body(1, body) => {
+                assert_eq!(body.len(), SIZE);
+                let i = u32::from_be_bytes(body[..4].try_into().expect("4 bytes"));
+                assert_eq!(i, next, "deliveries out of order");
+            }
+            other => panic!("expected the body of {next}, got {other:?}"),
+        }
+        next += 1;
+    }
+    assert_eq!(common::amqp::ready_count(&publisher, &q).await, 0);
+    common::within(publisher.queue_delete(
+        q.as_str().into(),
+        lapin::options::QueueDeleteOptions::default(),
+    ))
+    .await
+    .expect("delete");
+    tb.stop().await;
+}

@@ -385,14 +385,15 @@ async fn serve<S: Transport>(
                 }
             }
             _ = ticker.tick() => {
+                // Give back buffers a burst grew: the read buffer of a publisher, the output
+                // buffer of a consumer (a busy connection just grows them again).
                 if reader.buf.is_empty() && reader.buf.capacity() > 16 * 1024 {
-                    // Idle: give back the read buffer a burst grew (and spare write buffers).
                     reader.buf = BytesMut::new();
-                    if conn.ctx.out.is_empty() {
-                        conn.ctx.out = Vec::new();
-                    }
-                    output.trim();
                 }
+                if conn.ctx.out.is_empty() && conn.ctx.out.capacity() > 16 * 1024 {
+                    conn.ctx.out = Vec::new();
+                }
+                output.trim();
                 if blocked {
                     // Heartbeats are not read while blocked, so silence proves nothing.
                     last_read = Instant::now();
