@@ -178,7 +178,14 @@ async fn run<W: AsyncWrite + Unpin>(
     recycle: mpsc::UnboundedSender<Vec<u8>>,
 ) {
     while let Some(mut buf) = rx.recv().await {
-        if let Err(e) = socket.write_all(&buf).await {
+        // A rustls stream may accept the last bytes into its session and return before their
+        // records reach the socket (when the socket is full); only a flush pushes them out.
+        // Without it they waited for the connection's next output, possibly forever.
+        let written = match socket.write_all(&buf).await {
+            Ok(()) => socket.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             tracing::debug!(error = %e, "write failed");
             break;
         }
@@ -188,4 +195,59 @@ async fn run<W: AsyncWrite + Unpin>(
         }
     }
     let _ = socket.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    /// A stream that, like a TLS session, takes bytes on write and sends them on only when
+    /// flushed.
+    #[derive(Default)]
+    struct Session {
+        held: Vec<u8>,
+        sent: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl AsyncWrite for Session {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let held = std::mem::take(&mut self.held);
+            self.sent.lock().unwrap().extend_from_slice(&held);
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_writer_task_pushes_each_buffer_out_without_waiting_for_the_next() {
+        let session = Session::default();
+        let sent = session.sent.clone();
+        let mut out = Output::task(session);
+        let mut buf = b"frames".to_vec();
+        out.send(&mut buf).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while sent.lock().unwrap().as_slice() != b"frames" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the buffer stayed in the session"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        out.close().await;
+    }
 }
