@@ -553,7 +553,7 @@ impl Queue {
     /// Delivers ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
         let mut dead = DeadLetters::new();
-        self.dispatch_collect(&mut dead, 0);
+        self.dispatch_locked(&mut self.state.lock(), &mut dead, 0);
         self.dead_letter(dead, false);
     }
 
@@ -595,12 +595,8 @@ impl Queue {
         best.map(|(i, _)| i)
     }
 
-    /// `now` is the clock reading to judge expiry by, or 0 to read the clock when needed.
-    fn dispatch_collect(self: &Arc<Self>, dead: &mut DeadLetters, now: u64) {
-        let mut st = self.state.lock();
-        self.dispatch_locked(&mut st, dead, now);
-    }
-
+    /// Dispatch with the queue's lock held. `now` is the clock reading to judge expiry by, or 0
+    /// to read the clock when needed.
     fn dispatch_locked(
         self: &Arc<Self>,
         st: &mut QueueState,

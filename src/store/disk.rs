@@ -101,8 +101,9 @@ pub struct DiskStore {
     cursor: Option<Cursor>,
     rbuf: Option<ReadBuf>,
     delivered_file: Option<File>,
-    /// Highest delivered seq written to `delivered`, and the highest recorded since.
+    /// Highest delivered seq written to `delivered`.
     delivered_mark: u64,
+    /// Highest delivered seq recorded by `delivered`, written by `write_delivered`.
     delivered_want: u64,
     /// Highest delivered seq from before the restart.
     recovered_delivered: u64,
@@ -399,26 +400,23 @@ impl DiskStore {
     /// records. A failed zero write only costs the speed-up: the record write that follows
     /// reports errors that matter.
     fn preallocate(&mut self, end: u64) {
-        const AHEAD_MAX: u64 = 64 * 1024;
-        static ZEROES: [u8; 64 * 1024] = [0; 64 * 1024];
+        const AHEAD_MAX: usize = 64 * 1024;
+        static ZEROES: [u8; AHEAD_MAX] = [0; AHEAD_MAX];
         let Some(seg) = self.segments.back() else {
             return;
         };
         let want = (2 * end)
             .next_power_of_two()
-            .clamp(4096, end + AHEAD_MAX)
+            .clamp(4096, end + AHEAD_MAX as u64)
             .min(SEGMENT_SIZE.max(end));
-        // Only the part past what the record write itself covers.
-        let mut at = self.head_alloc.max(end);
-        while at < want {
-            let n = (want - at).min(ZEROES.len() as u64);
-            if seg.file.write_all_at(&ZEROES[..n as usize], at).is_err() {
-                self.head_alloc = u64::MAX;
-                return;
-            }
-            at += n;
-        }
-        self.head_alloc = want;
+        // Only the part past what the record write itself covers: at most `AHEAD_MAX`, since
+        // the caller only asks when `end` is past what was allocated.
+        let n = want.saturating_sub(end) as usize;
+        self.head_alloc = if seg.file.write_all_at(&ZEROES[..n], end).is_ok() {
+            want
+        } else {
+            u64::MAX
+        };
     }
 
     fn new_segment(&mut self) -> io::Result<()> {
@@ -656,25 +654,6 @@ impl DiskStore {
         }
         Read::Unreadable
     }
-
-    fn write_mark(&mut self) {
-        let seq = self.delivered_want;
-        if seq <= self.delivered_mark {
-            return;
-        }
-        self.delivered_mark = seq;
-        if self.delivered_file.is_none() {
-            self.delivered_file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(self.dir.join("delivered"))
-                .ok();
-        }
-        if let Some(f) = &self.delivered_file {
-            let _ = f.write_all_at(&seq.to_le_bytes(), 0);
-        }
-    }
 }
 
 fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -778,7 +757,22 @@ impl QueueStore for DiskStore {
     }
 
     fn write_delivered(&mut self) {
-        self.write_mark();
+        let seq = self.delivered_want;
+        if seq <= self.delivered_mark {
+            return;
+        }
+        self.delivered_mark = seq;
+        if self.delivered_file.is_none() {
+            self.delivered_file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(self.dir.join("delivered"))
+                .ok();
+        }
+        if let Some(f) = &self.delivered_file {
+            let _ = f.write_all_at(&seq.to_le_bytes(), 0);
+        }
     }
 
     fn ack_many(&mut self, messages: &mut dyn Iterator<Item = &QueuedMessage>) {
