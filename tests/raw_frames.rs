@@ -1220,18 +1220,12 @@ async fn frames_pipelined_behind_connection_open_are_processed() {
     tb.stop().await;
 }
 
-/// A consumer whose connection ends while deliveries are still queued towards it (unlimited
-/// prefetch, thousands dispatched at once) loses none of them: every message it did not ack
-/// is back in the queue.
-#[tokio::test]
-async fn deliveries_in_flight_when_a_consumer_connection_closes_go_back_to_the_queue() {
-    const N: u32 = 20_000;
-    let tb = common::start().await;
-    let (_pc, publisher) = common::within(tb.channel()).await;
-    let q = format!("in-flight-{}", std::process::id());
+/// Declares `queue` and fills it with `n` messages of `size` bytes (at least 4), each starting
+/// with its number (u32, big-endian), confirmed in one pipelined run.
+async fn numbered_messages(publisher: &lapin::Channel, queue: &str, n: u32, size: usize) {
     common::amqp::declare(
-        &publisher,
-        &q,
+        publisher,
+        queue,
         lapin::options::QueueDeclareOptions::default(),
         FieldTable::default(),
     )
@@ -1240,13 +1234,15 @@ async fn deliveries_in_flight_when_a_consumer_connection_closes_go_back_to_the_q
         .await
         .expect("confirm.select");
     let mut confirms = Vec::new();
-    for i in 0..N {
+    for i in 0..n {
+        let mut body = vec![0u8; size.max(4)];
+        body[..4].copy_from_slice(&i.to_be_bytes());
         confirms.push(
             common::within(publisher.basic_publish(
                 "".into(),
-                q.as_str().into(),
+                queue.into(),
                 lapin::options::BasicPublishOptions::default(),
-                &i.to_be_bytes(),
+                &body,
                 lapin::BasicProperties::default(),
             ))
             .await
@@ -1256,6 +1252,18 @@ async fn deliveries_in_flight_when_a_consumer_connection_closes_go_back_to_the_q
     for c in confirms {
         common::within(c).await.expect("confirm");
     }
+}
+
+/// A consumer whose connection ends while deliveries are still queued towards it (unlimited
+/// prefetch, thousands dispatched at once) loses none of them: every message it did not ack
+/// is back in the queue.
+#[tokio::test]
+async fn deliveries_in_flight_when_a_consumer_connection_closes_go_back_to_the_queue() {
+    const N: u32 = 20_000;
+    let tb = common::start().await;
+    let (_pc, publisher) = common::within(tb.channel()).await;
+    let q = format!("in-flight-{}", std::process::id());
+    numbered_messages(&publisher, &q, N, 4).await;
     for round in 0..3 {
         // A raw client that starts consuming and drops its socket at once, without reading:
         // the broker sees the end of the stream while deliveries wait in its event queue.
@@ -1306,35 +1314,7 @@ async fn a_consumer_that_stops_reading_gets_everything_in_order_later() {
     let tb = common::start().await;
     let (_pc, publisher) = common::within(tb.channel()).await;
     let q = format!("stalled-{}", std::process::id());
-    common::amqp::declare(
-        &publisher,
-        &q,
-        lapin::options::QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await;
-    common::within(publisher.confirm_select(lapin::options::ConfirmSelectOptions::default()))
-        .await
-        .expect("confirm.select");
-    let mut confirms = Vec::new();
-    for i in 0..N {
-        let mut body = vec![0u8; SIZE];
-        body[..4].copy_from_slice(&i.to_be_bytes());
-        confirms.push(
-            common::within(publisher.basic_publish(
-                "".into(),
-                q.as_str().into(),
-                lapin::options::BasicPublishOptions::default(),
-                &body,
-                lapin::BasicProperties::default(),
-            ))
-            .await
-            .expect("publish"),
-        );
-    }
-    for c in confirms {
-        common::within(c).await.expect("confirm");
-    }
+    numbered_messages(&publisher, &q, N, SIZE).await;
     // 16 MB of deliveries: more than the socket buffers hold, so the broker's own backlog for
     // this connection fills while the client reads nothing.
     let mut raw = open_with_channel(tb.addr).await;
