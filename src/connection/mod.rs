@@ -343,6 +343,7 @@ async fn serve<S: Transport>(
                     Ok(()) => last_read = Instant::now(),
                     Err(_) => break,
                 }
+                conn.quiet_self_wakes(&mut rx);
                 conn.process_buffer(&mut reader.buf);
                 conn.flush_confirms(*sync_rx.borrow());
             }
@@ -363,6 +364,7 @@ async fn serve<S: Transport>(
                             ch.sync_done(&mut conn.ctx, synced);
                         }
                         // Frames that arrived meanwhile are still buffered.
+                        conn.quiet_self_wakes(&mut rx);
                         conn.process_buffer(&mut reader.buf);
                         conn.flush_confirms(synced);
                     }
@@ -575,6 +577,20 @@ impl Connection {
 
     /// Decodes and handles every complete frame in `buf` (stopping early while a commit
     /// waits for group commit).
+    /// Takes what is queued for this connection and leaves a no-op waker in its channel, so
+    /// that deliveries the connection sends itself while it handles input (an ack frees
+    /// credit and the dispatch after it serves this very connection) do not wake its own
+    /// task. Tokio treats such a wake as a yield: it polls the task again for nothing and
+    /// wakes an idle worker to steal it. The loop polls the channel with its real waker
+    /// before it sleeps again, so nothing sent meanwhile is missed.
+    fn quiet_self_wakes(&mut self, rx: &mut mpsc::UnboundedReceiver<ConnEvent>) {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while let std::task::Poll::Ready(Some(ev)) = rx.poll_recv(&mut cx) {
+            self.ctx.now = std::time::Instant::now();
+            self.handle_event(ev);
+        }
+    }
+
     fn process_buffer(&mut self, buf: &mut BytesMut) {
         while self.wait_sync.is_none() && !self.done {
             match codec::decode(buf, self.ctx.frame_max) {
