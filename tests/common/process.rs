@@ -47,6 +47,11 @@ impl Process {
         Process { child, out }
     }
 
+    /// The process id (for reading its `/proc` entries).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("warren is running")
+    }
+
     /// What the process printed so far (stdout and stderr).
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
