@@ -50,6 +50,7 @@ fi
 rmdir "$WORK/probe"
 RFS="$WORK/rootfs"
 UNSHARE_PID=""
+CGROUP=""
 KEEP_WORK=0
 PASSED=0
 FAILED=0
@@ -59,6 +60,9 @@ cleanup() {
         # --kill-child: the container's PID 1 dies with unshare, and the namespace with it.
         kill -KILL "$UNSHARE_PID" 2>/dev/null || true
         wait "$UNSHARE_PID" 2>/dev/null || true
+    fi
+    if [[ -n "${CGROUP:-}" ]]; then
+        rmdir "$CGROUP" 2>/dev/null || true
     fi
     if [[ $KEEP_WORK == 1 ]]; then
         log "files kept in $WORK"
@@ -178,6 +182,13 @@ shift 2
 hostname warren-rootfs
 mount -t proc -o nosuid,nodev,noexec proc "$rfs/proc"
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$rfs/sys"
+# Docker mounts the cgroup hierarchies read-only; the broker reads its memory limit there
+# (cgroup v1 memory controller, where the host has one).
+if [[ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]]; then
+    mount -t tmpfs -o nosuid,nodev,noexec,mode=0755 tmpfs "$rfs/sys/fs/cgroup"
+    mkdir "$rfs/sys/fs/cgroup/memory"
+    mount -t cgroup -o ro,nosuid,nodev,noexec,memory cgroup "$rfs/sys/fs/cgroup/memory"
+fi
 mount -t tmpfs -o nosuid,mode=0755 tmpfs "$rfs/dev"
 for dev in null zero full random urandom; do
     touch "$rfs/dev/$dev"
@@ -194,7 +205,9 @@ LOG=""
 # start_container NAME: `docker start`; sets CONTAINER_PID (PID 1 inside, seen from the host).
 start_container() {
     LOG="$WORK/$1.log"
-    unshare --pid --fork --kill-child --mount --uts --propagation private \
+    # With CGROUP set (docker run --memory), the container starts inside that cgroup.
+    bash -c '[[ -z $0 ]] || echo $$ >"$0/cgroup.procs"; exec "$@"' "${CGROUP:-}" \
+        unshare --pid --fork --kill-child --mount --uts --propagation private \
         bash "$WORK/init.sh" "$RFS" "$IMG_USER" "${CENV[@]}" -- "${IMG_ENTRYPOINT[@]}" >"$LOG" 2>&1 </dev/null &
     UNSHARE_PID=$!
     CONTAINER_PID=""
@@ -345,6 +358,28 @@ else
     else
         fail "unwritable data dir: exit status $rc without an error naming $DATA_DIR" "$LOG"
     fi
+fi
+
+# --- 7. docker run --memory 256m: the memory watermark is 40% of the limit, not of the host --------
+rm -rf "${RFS:?}$DATA_DIR"
+mv "$RFS$DATA_DIR.used" "$RFS$DATA_DIR"
+CGROUP_ROOT=/sys/fs/cgroup/memory
+if [[ -w "$CGROUP_ROOT" && -f "$CGROUP_ROOT/memory.limit_in_bytes" ]]; then
+    CGROUP="$CGROUP_ROOT/warren-rootfs-$$"
+    mkdir -p "$CGROUP"
+    echo $((256 * 1024 * 1024)) >"$CGROUP/memory.limit_in_bytes"
+    start_container memory-limit
+    # 0.4 of 256 MiB.
+    if wait_ready && grep -q "limit_bytes=107374182 " "$LOG"; then
+        pass "with a 256 MiB cgroup limit the memory watermark is 40% of it ($(grep -o 'limit_bytes=[0-9]*' "$LOG"))"
+    else
+        fail "memory watermark under a 256 MiB cgroup limit: $(grep -o 'limit_bytes=[0-9]*' "$LOG" || echo 'not logged')" "$LOG"
+    fi
+    docker_stop || fail "SIGTERM under the memory limit: exit status ${STOP_RC:-none (killed)}" "$LOG"
+    rmdir "$CGROUP" 2>/dev/null || true
+    CGROUP=""
+else
+    log "SKIP memory-limit check: no writable cgroup v1 memory hierarchy at $CGROUP_ROOT"
 fi
 
 echo "rootfs: $PASSED/$((PASSED + FAILED)) passed"

@@ -40,7 +40,8 @@ pub struct Config {
     pub fsync: bool,
     /// Publishers are blocked while free disk space is below this many bytes.
     pub disk_free_limit: u64,
-    /// Publishers are blocked while resident memory exceeds this fraction of RAM.
+    /// Publishers are blocked while resident memory exceeds this fraction of RAM (or of the
+    /// cgroup memory limit, if lower).
     pub vm_memory_high_watermark: f64,
     /// A delivery not acked within this many ms is requeued and its consumer cancelled
     /// (RabbitMQ's consumer_timeout; per queue: x-consumer-timeout).
@@ -150,8 +151,9 @@ pub struct Settings {
     /// (RabbitMQ's disk_free_limit) [default: 50000000]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", value_name = "BYTES")]
     pub disk_free_limit: Option<u64>,
-    /// Block publishers while resident memory exceeds this fraction of RAM
-    /// (RabbitMQ's vm_memory_high_watermark) [default: 0.4]
+    /// Block publishers while resident memory exceeds this fraction of RAM, or of the
+    /// cgroup (container) memory limit when that is lower (RabbitMQ's
+    /// vm_memory_high_watermark) [default: 0.4]
     #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK", value_name = "FRACTION")]
     pub vm_memory_high_watermark: Option<f64>,
     /// Requeue a delivery not acked within this many ms and cancel its consumer
