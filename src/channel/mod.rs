@@ -453,9 +453,7 @@ impl Channel {
             ctx.frame_max,
         );
         if no_ack {
-            if c.credit.release() {
-                queue.dispatch();
-            }
+            ctx.return_no_ack_credit(&c.credit, &queue);
         } else {
             if message.stored {
                 ctx.mark_delivered(&queue);

@@ -15,7 +15,7 @@ use crate::channel::Channel;
 use crate::error::AmqpError;
 use crate::message::Message;
 use crate::protocol::codec::{self, FRAME_MIN_SIZE, Frame, PROTOCOL_HEADER};
-use crate::queue::Queue;
+use crate::queue::{Credit, Queue};
 use crate::store::QueuedMessage;
 use crate::store::sync::SyncState;
 use crate::vhost::VHost;
@@ -178,12 +178,35 @@ pub struct ConnCtx {
     /// Queues whose stored messages were delivered here since the last write: their
     /// delivered marks are written before the deliveries reach the socket.
     pub marks: Vec<Arc<Queue>>,
+    /// No-ack credit freed by deliveries encoded since the last write, per consumer. It goes
+    /// back in one update and one dispatch per batch: returned per message, every delivery to
+    /// a consumer whose budget ran out cost a queue lock and a dispatch of one message.
+    pub no_ack_returns: Vec<(Arc<Credit>, Arc<Queue>, u32)>,
 }
 
 impl ConnCtx {
     pub fn mark_delivered(&mut self, q: &Arc<Queue>) {
         if !self.marks.iter().any(|m| Arc::ptr_eq(m, q)) {
             self.marks.push(q.clone());
+        }
+    }
+
+    pub fn return_no_ack_credit(&mut self, credit: &Arc<Credit>, q: &Arc<Queue>) {
+        match self
+            .no_ack_returns
+            .iter_mut()
+            .find(|(c, _, _)| Arc::ptr_eq(c, credit))
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.no_ack_returns.push((credit.clone(), q.clone(), 1)),
+        }
+    }
+
+    fn give_back_no_ack_credit(&mut self) {
+        for (credit, q, n) in self.no_ack_returns.drain(..) {
+            if credit.release_n(n) {
+                q.dispatch();
+            }
         }
     }
 
@@ -294,6 +317,7 @@ async fn serve<S: Transport>(
             now: std::time::Instant::now(),
             batch: Default::default(),
             marks: Vec::new(),
+            no_ack_returns: Vec::new(),
         },
         channels: crate::FastMap::default(),
         channel_max: opened.channel_max,
@@ -416,6 +440,7 @@ async fn serve<S: Transport>(
         }
         let alarms = *alarm_rx.borrow();
         conn.notify_blocked(conn.ctx.published && alarms.any(), &alarms);
+        conn.ctx.give_back_no_ack_credit();
         conn.ctx.write_marks();
         if !conn.ctx.out.is_empty() {
             if output.send(&mut conn.ctx.out).await.is_err() {
