@@ -616,10 +616,7 @@ impl Queue {
                 st.consumers[idx].release();
                 break;
             };
-            let Some(c) = st.consumers.remove(idx) else {
-                st.store.requeue(qm);
-                break;
-            };
+            let c = &st.consumers[idx];
             let (no_ack, seq, stored, again) = (c.no_ack, qm.seq, qm.stored, qm.redelivered);
             let ack_copy = (no_ack && stored).then(|| qm.clone());
             let event = ConnEvent::Deliver {
@@ -641,15 +638,19 @@ impl Queue {
                             delivered_stored = delivered_stored.max(seq);
                         }
                     }
-                    if self.declared.single_active_consumer {
-                        st.consumers.push_front(c);
-                    } else {
+                    // Round robin: the served consumer goes to the back (a single active
+                    // consumer is the front one and stays). Already there: nothing to move.
+                    if !self.declared.single_active_consumer
+                        && idx + 1 != st.consumers.len()
+                        && let Some(c) = st.consumers.remove(idx)
+                    {
                         st.consumers.push_back(c);
                     }
                 }
                 Err(e) => {
                     // The connection is gone; its cleanup will not find this consumer, so
                     // drop it here and keep the message.
+                    st.consumers.remove(idx);
                     if let ConnEvent::Deliver { message, .. } = e.0 {
                         st.store.requeue(message);
                     }
