@@ -32,6 +32,8 @@ pub struct ConnInfo {
     pub connected_at: u64,
     /// The client's name (client_properties.connection_name, else product).
     pub client_name: String,
+    /// The client's client_properties, still encoded as a field table.
+    pub client_properties: Box<[u8]>,
     /// The TLS version (RabbitMQ's spelling) for AMQPS connections, `None` for plain TCP.
     pub tls: Option<&'static str>,
 }

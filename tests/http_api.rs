@@ -453,11 +453,15 @@ async fn connections_list_and_close() {
     .await
     .expect("connect");
     let (local_port, name) = {
-        let c = own_connection(api, env.is_warren(), &label).await;
+        let c = own_connection(api, &label).await;
         assert_eq!(c["vhost"], "/");
         assert_eq!(c["protocol"], "AMQP 0-9-1");
         assert!(c["connected_at"].is_u64());
-        assert!(c["client_properties"].is_object());
+        let props = &c["client_properties"];
+        assert_eq!(props["connection_name"], label.as_str(), "{props}");
+        assert_eq!(props["product"], "lapin", "{props}");
+        assert_eq!(props["capabilities"]["connection.blocked"], true, "{props}");
+        assert_eq!(props["capabilities"]["publisher_confirms"], true, "{props}");
         assert!(c["node"].is_string());
         (
             c["peer_port"].as_u64().expect("peer_port"),
@@ -1296,17 +1300,15 @@ async fn rabbitmqadmin_v2_works() {
     );
 }
 
-/// The connection of this test's own `label`led client, from /api/connections. RabbitMQ shows the
-/// client's connection_name; each Warren test has its own broker, where guest's only connection
-/// is this one.
-async fn own_connection(api: &Api, is_warren: bool, label: &str) -> Value {
+/// The connection of this test's own `label`led client, from /api/connections, found by the
+/// connection_name in its client_properties.
+async fn own_connection(api: &Api, label: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..100 {
         last = api.ok("/api/connections").await;
         if let Some(c) = last.as_array().and_then(|l| {
             l.iter().find(|c| {
-                c["user"] == "guest"
-                    && (is_warren || c["client_properties"]["connection_name"] == label)
+                c["user"] == "guest" && c["client_properties"]["connection_name"] == label
             })
         }) {
             return c.clone();
@@ -1350,7 +1352,7 @@ async fn channels_and_consumers_are_listed() {
     .await
     .expect("consume");
 
-    let c = own_connection(api, env.is_warren(), &label).await;
+    let c = own_connection(api, &label).await;
     let conn_name = c["name"].as_str().expect("name").to_owned();
     // RabbitMQ refreshes channel figures every few seconds: poll.
     let mut listed = Value::Null;
@@ -1403,7 +1405,7 @@ async fn channels_and_consumers_are_listed() {
         .await;
     assert_eq!(per_conn.as_array().map(Vec::len), Some(2), "{per_conn}");
     eventually("the connection's channel count", || async {
-        own_connection(api, env.is_warren(), &label).await["channels"] == 2
+        own_connection(api, &label).await["channels"] == 2
     })
     .await;
     if env.is_warren() {

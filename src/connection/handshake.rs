@@ -35,6 +35,8 @@ pub struct Opened {
     pub heartbeat: u16,
     pub caps: ClientCaps,
     pub client_name: String,
+    /// client_properties as the client encoded them (a field table), for the management API.
+    pub client_properties: Box<[u8]>,
 }
 
 /// Why a handshake did not complete: either an AMQP error to send as connection.close, or the
@@ -162,6 +164,13 @@ pub async fn run<R: AsyncRead + Unpin>(
         }
     };
     let (caps, client_name) = client_caps(&start_ok.client_properties);
+    // Kept encoded: a few hundred bytes per connection, decoded only when the API asks.
+    let client_properties = cookie_factory::gen_simple(
+        amq_protocol::types::generation::gen_field_table(&start_ok.client_properties),
+        Vec::new(),
+    )
+    .map(Vec::into_boxed_slice)
+    .unwrap_or_default();
     let mechanism = start_ok.mechanism.as_str().to_owned();
     let creds = match mechanism.as_str() {
         "PLAIN" => auth::parse_plain(start_ok.response.as_bytes()),
@@ -277,5 +286,6 @@ pub async fn run<R: AsyncRead + Unpin>(
         heartbeat,
         caps,
         client_name,
+        client_properties,
     })
 }

@@ -296,6 +296,7 @@ async fn serve<S: Transport>(
             counters: counters.clone(),
             connected_at: crate::queue::now_ms(),
             client_name: opened.client_name.clone(),
+            client_properties: opened.client_properties,
             tls,
         },
     );

@@ -93,10 +93,18 @@ fn connection_json(st: &Shared, info: &ConnInfo, node: &str) -> Value {
         "frame_max": st.config.frame_max,
         "timeout": st.config.heartbeat,
         "connected_at": info.connected_at,
-        "client_properties": {},
+        "client_properties": client_properties_json(&info.client_properties),
         "recv_oct": 0, "recv_oct_details": zero_rate(),
         "send_oct": 0, "send_oct_details": zero_rate(),
     })
+}
+
+/// A connection's client_properties as RabbitMQ shows them: the table, in JSON.
+fn client_properties_json(raw: &[u8]) -> Value {
+    match amq_protocol::types::parsing::parse_field_table(raw) {
+        Ok((_, t)) => Value::Object(crate::store::definitions::field_table_to_json(&t)),
+        Err(_) => Value::Object(Default::default()),
+    }
 }
 
 /// Live connections the caller may see (its own, or all for monitoring/administrator), as
