@@ -1,9 +1,10 @@
 //! Resource alarms. A monitor task samples free disk space in the data directory and the
 //! broker's resident memory; while free disk is below the limit (RabbitMQ's disk_free_limit)
-//! or memory above the high watermark (vm_memory_high_watermark, default 40% of RAM or of the cgroup memory limit, whichever is lower) the alarm
-//! is raised and every connection that publishes stops being read (and is told connection.blocked if it announced the
-//! capability), while consumers keep draining. The alarm state has one owner, the monitor,
-//! and is broadcast through a watch channel.
+//! or memory above the high watermark (vm_memory_high_watermark, default 40% of RAM or of the
+//! cgroup memory limit, whichever is lower) the alarm is raised and every connection that
+//! publishes stops being read (and is told connection.blocked if it announced the capability),
+//! while consumers keep draining. The alarm state has one owner, the monitor, and is broadcast
+//! through a watch channel.
 
 use std::path::Path;
 use std::sync::Arc;
