@@ -85,13 +85,16 @@ impl BrokerState {
 
     /// Fresh state with the default vhost "/" and the default user with full rights on it.
     pub fn new(config: Config, store: Arc<crate::store::StoreEnv>) -> Self {
+        let available = crate::alarm::total_memory().unwrap_or(0);
+        let memory_limit = (available as f64 * config.vm_memory_high_watermark) as u64;
+        tracing::info!(
+            limit_bytes = memory_limit,
+            available_bytes = available,
+            "memory high watermark (of physical memory or the cgroup limit, the lower)"
+        );
         let st = BrokerState {
             store,
-            alarms: crate::alarm::AlarmMonitor::new(
-                config.disk_free_limit,
-                crate::alarm::total_memory()
-                    .map_or(0, |t| (t as f64 * config.vm_memory_high_watermark) as u64),
-            ),
+            alarms: crate::alarm::AlarmMonitor::new(config.disk_free_limit, memory_limit),
             users: DashMap::new(),
             vhosts: DashMap::new(),
             permissions: DashMap::new(),

@@ -117,14 +117,6 @@ impl Broker {
         if let Some(l) = metrics {
             tokio::spawn(http::serve_metrics(l, state.clone(), rx.clone()));
         }
-        tracing::info!(
-            limit_bytes = state
-                .alarms
-                .memory_limit
-                .load(std::sync::atomic::Ordering::Relaxed),
-            available_bytes = alarm::total_memory().unwrap_or(0),
-            "memory high watermark (of physical memory or the cgroup limit, the lower)"
-        );
         let server = tokio::spawn(server::serve(listener, tls, state.clone(), rx));
         if let Some(addr) = tls_addr {
             tracing::info!(%addr, "ready to accept AMQPS connections");
