@@ -611,8 +611,9 @@ impl Connection {
     /// before it sleeps again, so nothing sent meanwhile is missed.
     fn quiet_self_wakes(&mut self, rx: &mut mpsc::UnboundedReceiver<ConnEvent>) {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // One clock reading for the batch, as in the loop's own drain.
+        self.ctx.now = std::time::Instant::now();
         while let std::task::Poll::Ready(Some(ev)) = rx.poll_recv(&mut cx) {
-            self.ctx.now = std::time::Instant::now();
             self.handle_event(ev);
         }
     }
