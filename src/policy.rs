@@ -12,6 +12,11 @@
 //!   wins; for `dead-letter-exchange`, `dead-letter-routing-key`, `overflow` and (on exchanges)
 //!   `alternate-exchange` the argument wins over the policy.
 //!
+//! Operator policies ([`Kind::Operator`]) are RabbitMQ's second kind: set by the operator to cap
+//! what users' policies and arguments may ask for. One of each kind can apply to a queue at
+//! once; an operator policy may only set the five limits below, and for each the lowest of
+//! argument, policy and operator policy wins.
+//!
 //! The vhost owns its policies (`VHost::policies`) and re-applies them to its queues and
 //! exchanges whenever one changes; queues and exchanges hold the effective result.
 
@@ -46,6 +51,27 @@ impl ApplyTo {
         })
     }
 }
+
+/// Which of RabbitMQ's two kinds of policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Set by users with the `policymaker` tag: `/api/policies`.
+    Policy,
+    /// Set by the operator to cap the limits users may choose: `/api/operator-policies`.
+    Operator,
+}
+
+/// The keys an operator policy may set. RabbitMQ 3.10 accepts exactly these; the last two are
+/// quorum-queue settings that Warren keeps and shows but has no use for.
+const OPERATOR_KEYS: &[&str] = &[
+    "message-ttl",
+    "expires",
+    "max-length",
+    "max-length-bytes",
+    "delivery-limit",
+    "max-in-memory-length",
+    "max-in-memory-bytes",
+];
 
 /// The settings of a policy definition that Warren acts on, parsed once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -89,6 +115,7 @@ const INERT_KEYS: &[&str] = &[
 /// A validated policy.
 #[derive(Debug)]
 pub struct Policy {
+    pub kind: Kind,
     pub vhost: String,
     pub name: String,
     /// The regex as given (what the API and definitions show).
@@ -114,11 +141,12 @@ fn failed(reason: impl std::fmt::Display) -> String {
 }
 
 impl Policy {
-    /// Validates a policy as RabbitMQ does; the error is RabbitMQ's reason text.
+    /// Validates a policy of `kind` as RabbitMQ does; the error is RabbitMQ's reason text.
     ///
     /// `priority` and `apply_to` are JSON values because clients send what they like there;
     /// absent ones default to 0 and "all".
     pub fn new(
+        kind: Kind,
         vhost: &str,
         name: &str,
         pattern: &str,
@@ -159,8 +187,9 @@ impl Policy {
         if definition.is_empty() {
             return Err(failed("no policy provided"));
         }
-        let settings = parse_settings(definition).map_err(failed)?;
+        let settings = parse_settings(kind, definition).map_err(failed)?;
         Ok(Policy {
+            kind,
             vhost: vhost.to_owned(),
             name: name.to_owned(),
             pattern: pattern.to_owned(),
@@ -196,7 +225,7 @@ impl Policy {
 }
 
 /// Parses and validates the definition keys, with RabbitMQ's reasons.
-fn parse_settings(def: &Map<String, Value>) -> Result<Settings, String> {
+fn parse_settings(kind: Kind, def: &Map<String, Value>) -> Result<Settings, String> {
     let mut s = Settings::default();
     let mut unknown: Vec<String> = Vec::new();
     let int = |v: &Value, min: u64, what: &str| -> Result<u64, String> {
@@ -210,6 +239,10 @@ fn parse_settings(def: &Map<String, Value>) -> Result<Settings, String> {
             .ok_or_else(|| format!("{} is not a valid {what}", show(v)))
     };
     for (k, v) in def {
+        if kind == Kind::Operator && !OPERATOR_KEYS.contains(&k.as_str()) {
+            unknown.push(format!("{{{},{}}}", show(&Value::String(k.clone())), v));
+            continue;
+        }
         match k.as_str() {
             "message-ttl" => s.message_ttl = Some(int(v, 0, "message TTL")?),
             "expires" => s.expires = Some(int(v, 1, "queue expiry")?),
@@ -261,6 +294,24 @@ pub fn select(policies: &[Arc<Policy>], name: &str, queue: bool) -> Option<Arc<P
         .cloned()
 }
 
+/// The definition in force on an object with `policy` and `operator` applied, as RabbitMQ's
+/// `effective_policy_definition` shows it: the union of both, and for a key in both (only
+/// numeric limits can be) the lower value.
+pub fn effective_definition(
+    policy: Option<&Policy>,
+    operator: Option<&Policy>,
+) -> Map<String, Value> {
+    let mut out = policy.map(|p| p.definition.clone()).unwrap_or_default();
+    for (k, v) in operator.map(|o| &o.definition).into_iter().flatten() {
+        let lower = match (out.get(k).and_then(Value::as_u64), v.as_u64()) {
+            (Some(mine), Some(op)) if mine < op => continue,
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), lower);
+    }
+    out
+}
+
 /// `Some(min)` of two optional limits, where either alone stands.
 fn lower(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
@@ -270,8 +321,14 @@ fn lower(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 impl QueueArgs {
-    /// The arguments a queue runs with: its declared ones combined with `policy` (see the
-    /// module doc for which side wins per key).
+    /// The arguments a queue runs with: its declared ones combined with `policy` and then
+    /// `operator` (see the module doc for which side wins per key). An operator policy holds
+    /// only limits, so applying it second leaves the lowest of the three.
+    pub fn with_policies(&self, policy: Option<&Policy>, operator: Option<&Policy>) -> QueueArgs {
+        self.with_policy(policy).with_policy(operator)
+    }
+
+    /// Its declared arguments combined with one `policy`.
     pub fn with_policy(&self, policy: Option<&Policy>) -> QueueArgs {
         let Some(p) = policy.map(|p| &p.settings) else {
             return self.clone();
@@ -313,6 +370,7 @@ mod tests {
     fn policy(name: &str, pattern: &str, prio: i64, apply: &str, d: Value) -> Arc<Policy> {
         Arc::new(
             Policy::new(
+                Kind::Policy,
                 "/",
                 name,
                 pattern,
@@ -327,7 +385,16 @@ mod tests {
     #[test]
     fn validation_reasons() {
         let err = |pattern: &str, d: Value, prio: Value, apply: Value| {
-            Policy::new("/", "p", pattern, &def(d), Some(&prio), Some(&apply)).expect_err("invalid")
+            Policy::new(
+                Kind::Policy,
+                "/",
+                "p",
+                pattern,
+                &def(d),
+                Some(&prio),
+                Some(&apply),
+            )
+            .expect_err("invalid")
         };
         let ok = json!({"max-length": 1});
         assert!(err("(", ok.clone(), json!(0), json!("all")).contains("pattern should be"));
@@ -358,6 +425,63 @@ mod tests {
             json!({"ha-mode": "all", "max-length": 3}),
         );
         assert_eq!(p.settings.max_length, Some(3));
+    }
+
+    #[test]
+    fn operator_policies_take_only_limits_and_cap_the_rest() {
+        let op = |d: Value| Policy::new(Kind::Operator, "/", "op", "^q", &def(d), None, None);
+        for refused in [
+            json!({"dead-letter-exchange": "x"}),
+            json!({"overflow": "drop-head"}),
+            json!({"consumer-timeout": 5000}),
+            json!({"ha-mode": "all"}),
+        ] {
+            let err = op(refused.clone()).expect_err("not an operator key");
+            assert!(
+                err.contains("are not recognised policy settings"),
+                "{refused}: {err}"
+            );
+        }
+        assert!(
+            op(json!({"max-length": "a"}))
+                .expect_err("bad value")
+                .contains("not a valid maximum length")
+        );
+        let cap = op(json!({"max-length": 2, "message-ttl": 5000, "max-in-memory-length": 1}))
+            .expect("valid");
+        assert_eq!(cap.kind, Kind::Operator);
+        let pol = policy(
+            "p",
+            "^q",
+            0,
+            "queues",
+            json!({"max-length": 5, "message-ttl": 1000, "dead-letter-exchange": "dlx",
+                   "expires": 60000}),
+        );
+        // The effective definition: the union, with the lower value for keys in both.
+        assert_eq!(
+            Value::Object(effective_definition(Some(&pol), Some(&cap))),
+            json!({"dead-letter-exchange": "dlx", "expires": 60000, "max-length": 2,
+                   "max-in-memory-length": 1, "message-ttl": 1000})
+        );
+        assert_eq!(
+            Value::Object(effective_definition(None, Some(&cap))),
+            Value::Object(cap.definition.clone())
+        );
+        assert!(effective_definition(None, None).is_empty());
+        // Arguments: the lowest of the three wins; what only the policy sets stays.
+        let mut t = amq_protocol::types::FieldTable::default();
+        t.insert(
+            "x-max-length".into(),
+            amq_protocol::types::AMQPValue::LongInt(4),
+        );
+        let declared = QueueArgs::parse(&t).expect("valid");
+        let eff = declared.with_policies(Some(&pol), Some(&cap));
+        assert_eq!(eff.max_length, Some(2));
+        assert_eq!(eff.message_ttl, Some(1000));
+        assert_eq!(eff.expires, Some(60000));
+        assert_eq!(eff.dead_letter_exchange.as_deref(), Some("dlx"));
+        assert_eq!(declared.with_policies(Some(&pol), None).max_length, Some(4));
     }
 
     #[test]

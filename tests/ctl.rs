@@ -766,6 +766,83 @@ async fn policies_set_list_clear() {
 }
 
 #[tokio::test]
+async fn operator_policies_set_list_clear() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    let out = env
+        .ctl(&[
+            "set_operator_policy",
+            "--apply-to",
+            "queues",
+            "ctl-cap",
+            "^ctl-",
+            r#"{"max-length":100}"#,
+        ])
+        .await;
+    assert_eq!(
+        out.ok(),
+        "Setting operator policy override \"ctl-cap\" for pattern \"^ctl-\" to \
+         \"{\"max-length\":100}\" with priority \"0\" for vhost \"/\" ...\n"
+    );
+    let rows = env.ctl(&["-q", "list_operator_policies"]).await.rows();
+    assert_eq!(
+        rows,
+        [vec![
+            "/",
+            "ctl-cap",
+            "^ctl-",
+            "queues",
+            r#"{"max-length":100}"#,
+            "0"
+        ]]
+    );
+    // Kept apart from policies.
+    assert!(env.ctl(&["-q", "list_policies"]).await.rows().is_empty());
+    let banner = env.ctl(&["list_operator_policies", "name"]).await;
+    assert!(
+        banner
+            .ok()
+            .starts_with("Listing operator policy overrides for vhost \"/\" ..."),
+        "{banner:?}"
+    );
+    // Only limits are operator settings: the broker's reason comes back as a data error.
+    env.ctl(&[
+        "set_operator_policy",
+        "p2",
+        "^x",
+        r#"{"dead-letter-exchange":"dlx"}"#,
+    ])
+    .await
+    .fails(65, "are not recognised policy settings");
+    env.ctl(&[
+        "set_operator_policy",
+        "-p",
+        "nope",
+        "p2",
+        "^x",
+        r#"{"max-length":5}"#,
+    ])
+    .await
+    .fails(65, "Virtual host 'nope' does not exist");
+
+    let out = env.ctl(&["clear_operator_policy", "ctl-cap"]).await;
+    assert_eq!(
+        out.ok(),
+        "Clearing operator policy \"ctl-cap\" on vhost \"/\" ...\n"
+    );
+    assert!(
+        env.ctl(&["-q", "list_operator_policies"])
+            .await
+            .rows()
+            .is_empty()
+    );
+    env.ctl(&["clear_operator_policy", "ctl-cap"])
+        .await
+        .fails(65, "Operator policy \"ctl-cap\" not found");
+}
+
+#[tokio::test]
 async fn set_policy_checks_its_definition_before_sending() {
     let Some(env) = Env::start().await else {
         return;
@@ -1125,6 +1202,9 @@ async fn help_lists_ctl_and_its_commands() {
         "set_permissions",
         "set_policy",
         "clear_policy",
+        "set_operator_policy",
+        "clear_operator_policy",
+        "list_operator_policies",
         "purge_queue",
         "delete_queue",
         "close_connection",

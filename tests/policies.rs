@@ -103,20 +103,35 @@ async fn clear_policy(api: &Api, name: &str) {
 /// The queue's JSON once it reports `policy` (RabbitMQ refreshes queue stats every few
 /// seconds, so this polls, for up to 15 s).
 async fn queue_with_policy(api: &Api, q: &str, policy: Value) -> Value {
+    queue_where(api, q, "policy", policy).await
+}
+
+/// The queue's JSON once its `key` is `want`, polled as in [`queue_with_policy`].
+async fn queue_where(api: &Api, q: &str, key: &str, want: Value) -> Value {
     let path = format!("/api/queues/%2F/{}", enc(q));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let j = api.ok(&path).await;
-        if j["policy"] == policy {
+        if j[key] == want {
             return j;
         }
         assert!(
             Instant::now() < deadline,
-            "{q}: wanted policy {policy}, have {}",
-            j["policy"]
+            "{q}: wanted {key} {want}, have {}",
+            j[key]
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A broker on the data directory `dir`, for tests that restart it.
+async fn boot_in(dir: &std::path::Path) -> Env {
+    let path = dir.to_path_buf();
+    Env::on(within(common::start_with(move |c| c.data_dir = path)).await)
+}
+
+fn operator_policy_path(vhost: &str, name: &str) -> String {
+    format!("/api/operator-policies/{}/{}", enc(vhost), enc(name))
 }
 
 async fn declare_plain(ch: &Channel, name: &str, args: FieldTable) {
@@ -849,10 +864,7 @@ async fn policies_survive_a_restart_and_round_trip_through_definitions() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let boot = || {
-        let path = dir.path().to_path_buf();
-        async move { Env::on(within(common::start_with(move |c| c.data_dir = path)).await) }
-    };
+    let boot = || boot_in(dir.path());
     let env = boot().await;
     let pol_path = policy_path("/", "keep-short");
     let pol = json!({"vhost": "/", "name": "keep-short", "pattern": "^dur-", "apply-to": "queues",
@@ -936,5 +948,206 @@ async fn policies_survive_a_restart_and_round_trip_through_definitions() {
     let env = boot().await;
     assert_eq!(env.api.ok(&pol_path).await, pol);
     assert_eq!(env.api.ok(&policy_path("pv", "keep-short")).await, in_pv);
+    within(env.tb.stop()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// operator policies
+// ---------------------------------------------------------------------------------------------
+
+/// RabbitMQ's operator policies: a second kind, kept apart from policies, that may only set
+/// limits, and whose limits cap both the policy's and the queue's own arguments.
+#[tokio::test]
+async fn operator_policies_cap_policies_and_arguments() {
+    let env = Env::start().await;
+    let api = &env.api;
+    let (_c, ch) = env.channel().await;
+    let p = unique("op");
+    let (dlx, dead) = (format!("{p}-dlx"), format!("{p}-dead-letters"));
+    declare_exchange(&ch, &dlx, ExchangeKind::Fanout, FieldTable::default()).await;
+    declare_plain(&ch, &dead, FieldTable::default()).await;
+    bind(&ch, &dead, &dlx, "").await;
+    let pattern = format!("^{p}-q$");
+
+    // Only the five limits (and two ignored quorum keys) are operator settings.
+    let op = format!("{p}-cap");
+    let op_path = operator_policy_path("/", &op);
+    for def in [
+        json!({"dead-letter-exchange": "x"}),
+        json!({"overflow": "reject-publish"}),
+        json!({"ha-mode": "all"}),
+    ] {
+        let r = api
+            .put(&op_path, json!({"pattern": pattern, "definition": def}))
+            .await;
+        assert_error(&r, 400, "bad_request");
+        let reason = r.body["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("are not recognised policy settings"),
+            "{}",
+            r.body
+        );
+    }
+    let r = api
+        .put(
+            &op_path,
+            json!({"pattern": pattern, "definition": {"max-length": 9}, "apply-to": "queues"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let body = json!({"pattern": pattern, "definition": {"max-length": 2, "message-ttl": 600000},
+                      "apply-to": "queues"});
+    let r = api.put(&op_path, body).await;
+    assert_eq!(r.status, 204, "replacing answers 204: {}", r.body);
+    let got = api.ok(&op_path).await;
+    assert_eq!(
+        got,
+        json!({"vhost": "/", "name": op, "pattern": pattern, "apply-to": "queues",
+               "definition": {"max-length": 2, "message-ttl": 600000}, "priority": 0})
+    );
+    let listed = |list: Value| list.as_array().expect("a list").contains(&got);
+    assert!(listed(api.ok("/api/operator-policies").await));
+    assert!(listed(api.ok("/api/operator-policies/%2F").await));
+    assert!(!listed(api.ok("/api/policies").await));
+    assert_error(
+        &api.get(&policy_path("/", &op)).await,
+        404,
+        "Object Not Found",
+    );
+
+    // A policy on the same queue: both apply, one of each kind.
+    let pol = format!("{p}-pol");
+    set_policy(
+        api,
+        &pol,
+        &pattern,
+        "queues",
+        0,
+        json!({"max-length": 5, "message-ttl": 900000, "dead-letter-exchange": dlx}),
+    )
+    .await;
+    let q = format!("{p}-q");
+    declare_plain(&ch, &q, table(&[("x-max-length", int(4))])).await;
+    queue_with_policy(api, &q, json!(pol)).await;
+    let j = queue_where(api, &q, "operator_policy", json!(op)).await;
+    assert_eq!(
+        j["effective_policy_definition"],
+        json!({"dead-letter-exchange": dlx, "max-length": 2, "message-ttl": 600000})
+    );
+    // The lowest of argument (4), policy (5) and operator policy (2) holds; what it drops
+    // goes to the policy's dead-letter exchange.
+    for i in 1..=5 {
+        publish(&ch, &q, format!("m{i}").as_bytes()).await;
+    }
+    wait_ready(&ch, &q, 2).await;
+    let dropped = take_dead(&ch, &dead, 3).await;
+    assert_eq!(
+        dropped,
+        pairs(&[("m1", "maxlen"), ("m2", "maxlen"), ("m3", "maxlen")])
+    );
+
+    // Cleared: back to the lower of argument and policy (4).
+    assert_eq!(api.delete(&op_path).await.status, 204);
+    assert_error(&api.delete(&op_path).await, 404, "Object Not Found");
+    let j = queue_where(api, &q, "operator_policy", Value::Null).await;
+    assert_eq!(j["policy"], json!(pol));
+    for i in 6..=9 {
+        publish(&ch, &q, format!("m{i}").as_bytes()).await;
+    }
+    wait_ready(&ch, &q, 4).await;
+
+    // A missing vhost is 404.
+    let r = api
+        .put(
+            &operator_policy_path("no-such-vhost", &op),
+            json!({"pattern": ".*", "definition": {"max-length": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    clear_policy(api, &pol).await;
+    for q in [&q, &dead] {
+        delete_queue(&ch, q).await;
+    }
+    delete_exchange(&ch, &dlx).await;
+    env.tb.stop().await;
+}
+
+#[tokio::test]
+async fn operator_policies_survive_a_restart_and_round_trip_through_definitions() {
+    if external() {
+        eprintln!("skipped: restarting needs an in-process broker");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let boot = || boot_in(dir.path());
+    let env = boot().await;
+    let op_path = operator_policy_path("/", "cap");
+    let op = json!({"vhost": "/", "name": "cap", "pattern": "^dur-", "apply-to": "queues",
+                    "definition": {"max-length": 1}, "priority": 2});
+    assert_eq!(env.api.put(&op_path, op.clone()).await.status, 201);
+    {
+        let (_c, ch) = env.channel().await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        declare(&ch, "dur-q", durable, FieldTable::default()).await;
+    }
+    within(env.tb.stop()).await;
+
+    let env = boot().await;
+    assert_eq!(env.api.ok(&op_path).await, op);
+    queue_where(&env.api, "dur-q", "operator_policy", json!("cap")).await;
+    let (_c, ch) = env.channel().await;
+    for i in 0..3 {
+        publish(&ch, "dur-q", format!("{i}").as_bytes()).await;
+    }
+    wait_ready(&ch, "dur-q", 1).await;
+
+    // Exported where RabbitMQ puts them: a runtime parameter of component operator_policy.
+    let param = json!({"value": {"pattern": "^dur-", "definition": {"max-length": 1},
+                                 "priority": 2, "apply-to": "queues"},
+                       "vhost": "/", "component": "operator_policy", "name": "cap"});
+    let all = env.api.ok("/api/definitions").await;
+    assert_eq!(all["parameters"], json!([param]));
+    assert_eq!(all["policies"], json!([]));
+    let per_vhost = env.api.ok("/api/definitions/%2F").await;
+    assert_eq!(per_vhost["parameters"], json!([param]));
+    assert_eq!(env.api.delete(&op_path).await.status, 204);
+    queue_where(&env.api, "dur-q", "operator_policy", Value::Null).await;
+    let r = env.api.post("/api/definitions", all.clone()).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(env.api.ok(&op_path).await, op);
+    queue_where(&env.api, "dur-q", "operator_policy", json!("cap")).await;
+    // A per-vhost import places it in that vhost.
+    assert_eq!(env.api.put("/api/vhosts/ov", json!({})).await.status, 201);
+    let r = env.api.post("/api/definitions/ov", per_vhost).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        env.api.ok(&operator_policy_path("ov", "cap")).await["vhost"],
+        "ov"
+    );
+    // A document with an operator policy that sets a non-operator key is refused whole.
+    let mut bad = all.clone();
+    bad["parameters"][0]["name"] = json!("broken");
+    bad["parameters"][0]["value"]["definition"] = json!({"dead-letter-exchange": "x"});
+    assert_error(
+        &env.api.post("/api/definitions", bad).await,
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &env.api.get(&operator_policy_path("/", "broken")).await,
+        404,
+        "Object Not Found",
+    );
+    drop(ch);
+    within(env.tb.stop()).await;
+
+    // The import was logged; deleting the vhost takes its operator policies along.
+    let env = boot().await;
+    assert_eq!(env.api.ok(&op_path).await, op);
+    assert_eq!(env.api.delete("/api/vhosts/ov").await.status, 204);
+    assert_eq!(env.api.ok("/api/operator-policies").await, json!([op]));
     within(env.tb.stop()).await;
 }

@@ -44,6 +44,23 @@ pub struct CtlArgs {
 }
 
 /// Where the management API is and who to log in as.
+/// The arguments of `set_policy` and `set_operator_policy`.
+#[derive(clap::Args, Debug)]
+pub struct PolicyArgs {
+    name: String,
+    /// Regex matched against queue or exchange names.
+    #[arg(allow_hyphen_values = true)]
+    pattern: String,
+    /// Definition as a JSON object, e.g. '{"max-length":1000}'.
+    definition: String,
+    /// Higher wins when several policies of the kind match.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i64,
+    /// What the policy applies to: queues, exchanges or all.
+    #[arg(long = "apply-to", default_value = "all")]
+    apply_to: String,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct ConnectionOpts {
     /// Base URL of the management API; overrides --host and --port.
@@ -155,6 +172,11 @@ pub enum Command {
         /// Info keys: vhost name pattern apply-to definition priority.
         columns: Vec<String>,
     },
+    /// Lists the operator policies of a vhost (-p).
+    ListOperatorPolicies {
+        /// Info keys: vhost name pattern apply-to definition priority.
+        columns: Vec<String>,
+    },
     /// Creates a user (fails if it exists); it has no tags and no permissions.
     AddUser {
         username: String,
@@ -198,22 +220,14 @@ pub enum Command {
         read: String,
     },
     /// Sets or updates a policy in a vhost (-p).
-    SetPolicy {
-        name: String,
-        /// Regex matched against queue or exchange names.
-        #[arg(allow_hyphen_values = true)]
-        pattern: String,
-        /// Policy definition as a JSON object, e.g. '{"max-length":1000}'.
-        definition: String,
-        /// Higher wins when several policies match.
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-        priority: i64,
-        /// What the policy applies to: queues, exchanges or all.
-        #[arg(long = "apply-to", default_value = "all")]
-        apply_to: String,
-    },
+    SetPolicy(PolicyArgs),
     /// Removes a policy from a vhost (-p).
     ClearPolicy { name: String },
+    /// Sets or updates an operator policy in a vhost (-p): limits (message-ttl, expires,
+    /// max-length, max-length-bytes, delivery-limit) that cap what policies and arguments ask.
+    SetOperatorPolicy(PolicyArgs),
+    /// Removes an operator policy from a vhost (-p).
+    ClearOperatorPolicy { name: String },
     /// Removes every ready message from a queue.
     PurgeQueue { queue: String },
     /// Deletes a queue.
@@ -459,15 +473,26 @@ fn execute(args: &CtlArgs, out: &mut impl Write) -> Result<(), Failure> {
                 no_vhost,
             )
         }
-        C::ListPolicies { columns } => {
-            let banner = format!("Listing policies for vhost \"{vh}\" ...");
-            let missing = || missing_vhost_or(&api, vh, "policies");
+        C::ListPolicies { columns } | C::ListOperatorPolicies { columns } => {
+            let operator = matches!(&args.command, C::ListOperatorPolicies { .. });
+            let (banner, path) = if operator {
+                (
+                    format!("Listing operator policy overrides for vhost \"{vh}\" ..."),
+                    "operator-policies",
+                )
+            } else {
+                (
+                    format!("Listing policies for vhost \"{vh}\" ..."),
+                    "policies",
+                )
+            };
+            let missing = || missing_vhost_or(&api, vh, path);
             list(
                 &api,
                 out,
                 st,
                 &banner,
-                &format!("/api/policies/{v}"),
+                &format!("/api/{path}/{v}"),
                 &output::POLICIES,
                 columns,
                 missing,
@@ -595,13 +620,19 @@ fn execute(args: &CtlArgs, out: &mut impl Write) -> Result<(), Failure> {
             reply.ok(|| Failure::no_user(username))?;
             Ok(())
         }
-        C::SetPolicy {
-            name,
-            pattern,
-            definition,
-            priority,
-            apply_to,
-        } => {
+        C::SetPolicy(a) | C::SetOperatorPolicy(a) => {
+            let PolicyArgs {
+                name,
+                pattern,
+                definition,
+                priority,
+                apply_to,
+            } = a;
+            let (what, path) = if matches!(&args.command, C::SetOperatorPolicy { .. }) {
+                ("operator policy override", "operator-policies")
+            } else {
+                ("policy", "policies")
+            };
             let parsed: Value = serde_json::from_str(definition).map_err(|e| {
                 Failure::data(format!("JSON decoding error in the policy definition: {e}"))
             })?;
@@ -611,13 +642,13 @@ fn execute(args: &CtlArgs, out: &mut impl Write) -> Result<(), Failure> {
             st.info(
                 out,
                 &format!(
-                    "Setting policy \"{name}\" for pattern \"{pattern}\" to \"{definition}\" \
+                    "Setting {what} \"{name}\" for pattern \"{pattern}\" to \"{definition}\" \
                      with priority \"{priority}\" for vhost \"{vh}\" ..."
                 ),
             )
             .map_err(io)?;
             api.put(
-                &format!("/api/policies/{v}/{}", seg(name)),
+                &format!("/api/{path}/{v}/{}", seg(name)),
                 &json!({
                     "pattern": pattern,
                     "definition": parsed,
@@ -625,17 +656,26 @@ fn execute(args: &CtlArgs, out: &mut impl Write) -> Result<(), Failure> {
                     "apply-to": apply_to,
                 }),
             )?
-            .ok(|| missing_vhost_or(&api, vh, "policies"))?;
+            .ok(|| missing_vhost_or(&api, vh, path))?;
             Ok(())
         }
-        C::ClearPolicy { name } => {
+        C::ClearPolicy { name } | C::ClearOperatorPolicy { name } => {
+            let (what, path) = if matches!(&args.command, C::ClearOperatorPolicy { .. }) {
+                ("operator policy", "operator-policies")
+            } else {
+                ("policy", "policies")
+            };
             st.info(
                 out,
-                &format!("Clearing policy \"{name}\" on vhost \"{vh}\" ..."),
+                &format!("Clearing {what} \"{name}\" on vhost \"{vh}\" ..."),
             )
             .map_err(io)?;
-            api.delete(&format!("/api/policies/{v}/{}", seg(name)), &[])?
-                .ok(|| Failure::data(format!("Policy \"{name}\" not found in vhost \"{vh}\"")))?;
+            api.delete(&format!("/api/{path}/{v}/{}", seg(name)), &[])?
+                .ok(|| {
+                    let mut text = format!("{what} \"{name}\" not found in vhost \"{vh}\"");
+                    text[..1].make_ascii_uppercase();
+                    Failure::data(text)
+                })?;
             Ok(())
         }
         C::PurgeQueue { queue } => {

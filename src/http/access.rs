@@ -477,19 +477,21 @@ pub async fn export_vhost(
             .collect();
         Value::Array(items)
     };
-    // Unlike the topology, RabbitMQ keeps the `vhost` key on policies in a per-vhost export.
-    let policies: Vec<Value> = all
-        .get("policies")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|p| p.get("vhost").and_then(Value::as_str) == Some(name.as_str()))
-        .cloned()
-        .collect();
+    // Unlike the topology, RabbitMQ keeps the `vhost` key on policies and parameters (where
+    // operator policies are) in a per-vhost export.
+    let with_vhost = |key: &str| -> Vec<Value> {
+        all.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.get("vhost").and_then(Value::as_str) == Some(name.as_str()))
+            .cloned()
+            .collect()
+    };
     Ok(Json(json!({
         "rabbit_version": super::RABBITMQ_COMPAT_VERSION,
-        "parameters": [],
-        "policies": policies,
+        "parameters": with_vhost("parameters"),
+        "policies": with_vhost("policies"),
         "queues": section("queues"),
         "exchanges": section("exchanges"),
         "bindings": section("bindings"),
@@ -512,8 +514,8 @@ pub async fn import_all(
     import(&st, &d)
 }
 
-/// Imports topology into one vhost: every policy, queue, exchange and binding is placed in `name`
-/// whatever its own `vhost` says (RabbitMQ's per-vhost import).
+/// Imports topology into one vhost: every policy, operator policy, queue, exchange and binding is
+/// placed in `name` whatever its own `vhost` says (RabbitMQ's per-vhost import).
 pub async fn import_vhost(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -523,7 +525,7 @@ pub async fn import_vhost(
     caller.require_admin()?;
     vhost(&st, &name)?;
     let mut doc: Value = parse_body(&body)?;
-    for key in ["queues", "exchanges", "bindings", "policies"] {
+    for key in ["queues", "exchanges", "bindings", "policies", "parameters"] {
         if let Some(items) = doc.get_mut(key).and_then(Value::as_array_mut) {
             for item in items.iter_mut().filter_map(Value::as_object_mut) {
                 item.insert("vhost".into(), Value::String(name.clone()));

@@ -109,13 +109,24 @@ pub fn router(state: Arc<BrokerState>) -> Router {
             "/api/definitions/{vhost}",
             get(a::export_vhost).post(a::import_vhost),
         )
-        .route("/api/policies", get(policies::list_all))
-        .route("/api/policies/{vhost}", get(policies::list_vhost))
+        .route("/api/policies", get(policies::list_all::<false>))
+        .route("/api/policies/{vhost}", get(policies::list_vhost::<false>))
         .route(
             "/api/policies/{vhost}/{name}",
-            get(policies::get_policy)
-                .put(policies::put_policy)
-                .delete(policies::delete_policy),
+            get(policies::get_policy::<false>)
+                .put(policies::put_policy::<false>)
+                .delete(policies::delete_policy::<false>),
+        )
+        .route("/api/operator-policies", get(policies::list_all::<true>))
+        .route(
+            "/api/operator-policies/{vhost}",
+            get(policies::list_vhost::<true>),
+        )
+        .route(
+            "/api/operator-policies/{vhost}/{name}",
+            get(policies::get_policy::<true>)
+                .put(policies::put_policy::<true>)
+                .delete(policies::delete_policy::<true>),
         )
         .route("/api/connections", get(r::list_connections))
         .route(

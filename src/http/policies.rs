@@ -1,14 +1,18 @@
-//! `/api/policies`: listing, reading, setting and clearing policies, with RabbitMQ's bodies,
-//! statuses and permission rules:
+//! `/api/policies` and `/api/operator-policies`: listing, reading, setting and clearing
+//! policies of either kind, with RabbitMQ's bodies, statuses and permission rules (the same
+//! for both kinds in RabbitMQ 3.10):
 //! - listings are open to every management user, showing the vhosts they may see;
 //! - reading, setting or clearing one policy needs the `administrator` tag, or `policymaker`
 //!   with permissions in its vhost (401 "User not authorised to access object" otherwise).
+//!
+//! Each handler takes the kind as a const parameter, `OP` (true: operator policies), so one
+//! body serves both routes.
 
 use super::Shared;
 use super::access::{created_or_updated, vhost as find_vhost, visible_vhosts};
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, parse_body};
-use crate::policy::Policy;
+use crate::policy::{Kind, Policy};
 use crate::vhost::VHost;
 use axum::Extension;
 use axum::Json;
@@ -19,21 +23,26 @@ use axum::response::Response;
 use serde_json::Value;
 use std::sync::Arc;
 
+/// The kind a handler's `OP` parameter names.
+const fn kind(op: bool) -> Kind {
+    if op { Kind::Operator } else { Kind::Policy }
+}
+
 /// Policies as RabbitMQ lists them: by ascending priority, then vhost and name.
-fn list(vhosts: &[Arc<VHost>]) -> Value {
-    let mut all: Vec<Arc<Policy>> = vhosts.iter().flat_map(|v| v.policies()).collect();
+fn list(vhosts: &[Arc<VHost>], kind: Kind) -> Value {
+    let mut all: Vec<Arc<Policy>> = vhosts.iter().flat_map(|v| v.policies(kind)).collect();
     all.sort_by(|a, b| (a.priority, &a.vhost, &a.name).cmp(&(b.priority, &b.vhost, &b.name)));
     Value::Array(all.iter().map(|p| p.to_json()).collect())
 }
 
-pub async fn list_all(
+pub async fn list_all<const OP: bool>(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
 ) -> Json<Value> {
-    Json(list(&visible_vhosts(&st, &caller)))
+    Json(list(&visible_vhosts(&st, &caller), kind(OP)))
 }
 
-pub async fn list_vhost(
+pub async fn list_vhost<const OP: bool>(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(vhost): Path<String>,
@@ -44,7 +53,7 @@ pub async fn list_vhost(
             "User not authorised to access virtual host",
         ));
     }
-    Ok(Json(list(&[vh])))
+    Ok(Json(list(&[vh], kind(OP))))
 }
 
 /// Refuses callers who may not manage policies in `vhost`.
@@ -58,20 +67,20 @@ fn check_policymaker(st: &Shared, caller: &Caller, vhost: &str) -> ApiResult<()>
     }
 }
 
-pub async fn get_policy(
+pub async fn get_policy<const OP: bool>(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     check_policymaker(&st, &caller, &vhost)?;
     let vh = find_vhost(&st, &vhost)?;
-    let p = vh.policy(&name).ok_or_else(ApiError::not_found)?;
+    let p = vh.policy(kind(OP), &name).ok_or_else(ApiError::not_found)?;
     Ok(Json(p.to_json()))
 }
 
 /// Creates (201) or replaces (204) a policy. Body as RabbitMQ takes it:
 /// `{"pattern": .., "definition": {..}, "priority": N, "apply-to": ..}`.
-pub async fn put_policy(
+pub async fn put_policy<const OP: bool>(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path((vhost, name)): Path<(String, String)>,
@@ -111,6 +120,7 @@ pub async fn put_policy(
         }
     };
     let policy = Policy::new(
+        kind(OP),
         &vhost,
         &name,
         pattern,
@@ -122,14 +132,14 @@ pub async fn put_policy(
     Ok(created_or_updated(vh.set_policy(policy)))
 }
 
-pub async fn delete_policy(
+pub async fn delete_policy<const OP: bool>(
     State(st): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     check_policymaker(&st, &caller, &vhost)?;
     let vh = find_vhost(&st, &vhost)?;
-    if vh.clear_policy(&name) {
+    if vh.clear_policy(kind(OP), &name) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found())

@@ -412,7 +412,7 @@ fn queue_json(q: &Queue, node: &str) -> Value {
     let (ready, consumers) = q.counts();
     let (ready, unacked) = (u64::from(ready), q.unacked() as u64);
     let o = &q.options;
-    let policy = q.policy();
+    let (policy, operator) = (q.policy(), q.operator_policy());
     json!({
         "name": q.name,
         "vhost": q.vhost,
@@ -426,8 +426,8 @@ fn queue_json(q: &Queue, node: &str) -> Value {
         "consumers": consumers,
         "exclusive_consumer_tag": null,
         "policy": policy.as_ref().map(|p| p.name.clone()),
-        "operator_policy": null,
-        "effective_policy_definition": policy.as_ref().map_or_else(Default::default, |p| p.definition.clone()),
+        "operator_policy": operator.as_ref().map(|p| p.name.clone()),
+        "effective_policy_definition": crate::policy::effective_definition(policy.as_deref(), operator.as_deref()),
         "messages": ready + unacked,
         "messages_details": zero_rate(),
         "messages_ready": ready,

@@ -239,6 +239,8 @@ pub struct Queue {
     args: ArcSwap<QueueArgs>,
     /// The policy applied to this queue, if any.
     policy: ArcSwapOption<Policy>,
+    /// The operator policy applied to this queue, if any.
+    operator_policy: ArcSwapOption<Policy>,
     /// Bumped whenever the x-expires timer is (re)started; an older timer task sees the
     /// change and ends.
     expires_gen: AtomicU64,
@@ -350,6 +352,7 @@ impl Queue {
             args: ArcSwap::from_pointee(args.clone()),
             declared: args,
             policy: ArcSwapOption::empty(),
+            operator_policy: ArcSwapOption::empty(),
             expires_gen: AtomicU64::new(0),
             options,
             owner,
@@ -384,11 +387,25 @@ impl Queue {
         self.policy.load_full()
     }
 
-    /// Applies `policy` (None: back to the declared arguments) and returns the arguments in
-    /// force before, for [`Queue::policy_applied`]. Only swaps: safe under a map entry lock.
-    pub fn set_policy(&self, policy: Option<Arc<Policy>>) -> Arc<QueueArgs> {
-        let args = Arc::new(self.declared.with_policy(policy.as_deref()));
+    /// The operator policy applied to this queue, if any.
+    pub fn operator_policy(&self) -> Option<Arc<Policy>> {
+        self.operator_policy.load_full()
+    }
+
+    /// Applies `policy` and `operator` (None, None: back to the declared arguments) and returns
+    /// the arguments in force before, for [`Queue::policy_applied`]. Only swaps: safe under a
+    /// map entry lock.
+    pub fn set_policies(
+        &self,
+        policy: Option<Arc<Policy>>,
+        operator: Option<Arc<Policy>>,
+    ) -> Arc<QueueArgs> {
+        let args = Arc::new(
+            self.declared
+                .with_policies(policy.as_deref(), operator.as_deref()),
+        );
         self.policy.store(policy);
+        self.operator_policy.store(operator);
         self.args.swap(args)
     }
 

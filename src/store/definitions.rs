@@ -38,7 +38,7 @@
 use crate::auth::Permissions;
 use crate::broker::{BrokerState, User};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeOptions};
-use crate::policy::Policy;
+use crate::policy::{Kind, Policy};
 use crate::queue::{Queue, QueueOptions};
 use crate::vhost::VHost;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
@@ -82,7 +82,9 @@ pub struct Definitions {
     pub permissions: Vec<PermissionDef>,
     /// Kept verbatim; Warren has no topic authorisation yet.
     pub topic_permissions: Vec<Value>,
-    /// Kept verbatim (vhost limits, shovels, federation upstreams...).
+    /// Runtime parameters. Operator policies are read from here (component
+    /// `operator_policy`, where RabbitMQ exports them); the rest is kept verbatim (vhost
+    /// limits, shovels, federation upstreams...).
     pub parameters: Vec<Value>,
     /// Kept verbatim (cluster name...).
     pub global_parameters: Vec<Value>,
@@ -160,13 +162,14 @@ impl PolicyDef {
         }
     }
 
-    /// Validates it into a policy.
+    /// Validates it into a policy of `kind`.
     ///
     /// # Errors
     ///
     /// RabbitMQ's validation reason (bad regex, apply-to, definition key or value).
-    pub fn to_policy(&self) -> Result<Policy, String> {
+    pub fn to_policy(&self, kind: Kind) -> Result<Policy, String> {
         Policy::new(
+            kind,
             &self.vhost,
             &self.name,
             &self.pattern,
@@ -174,6 +177,47 @@ impl PolicyDef {
             Some(&Value::from(self.priority)),
             Some(&Value::String(self.apply_to.clone())),
         )
+    }
+}
+
+/// The `component` of a runtime parameter that holds an operator policy.
+const OPERATOR_POLICY_COMPONENT: &str = "operator_policy";
+
+impl PolicyDef {
+    /// An operator policy as RabbitMQ exports it: a runtime parameter.
+    pub fn to_parameter(&self) -> Value {
+        serde_json::json!({
+            "value": {
+                "pattern": self.pattern,
+                "definition": self.definition,
+                "priority": self.priority,
+                "apply-to": self.apply_to,
+            },
+            "vhost": self.vhost,
+            "component": OPERATOR_POLICY_COMPONENT,
+            "name": self.name,
+        })
+    }
+
+    /// The operator policy in runtime parameter `v`: `None` for other components, an error
+    /// for an operator policy that is not shaped as RabbitMQ exports one.
+    fn from_parameter(v: &Value) -> Option<Result<PolicyDef, String>> {
+        if v.get("component").and_then(Value::as_str) != Some(OPERATOR_POLICY_COMPONENT) {
+            return None;
+        }
+        let text = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+        let parsed = (|| {
+            let value = v.get("value")?;
+            Some(PolicyDef {
+                vhost: text(v, "vhost")?,
+                name: text(v, "name")?,
+                pattern: text(value, "pattern")?,
+                apply_to: text(value, "apply-to").unwrap_or_else(|| "all".into()),
+                definition: value.get("definition")?.as_object()?.clone(),
+                priority: value.get("priority").map_or(Some(0), Value::as_i64)?,
+            })
+        })();
+        Some(parsed.ok_or_else(|| format!("operator policy parameter {v} is malformed")))
     }
 }
 
@@ -638,8 +682,16 @@ pub fn export(state: &BrokerState) -> Definitions {
             name: vh.name.clone(),
             metadata: None,
         });
-        defs.policies
-            .extend(vh.policies().iter().map(|p| PolicyDef::from_policy(p)));
+        defs.policies.extend(
+            vh.policies(Kind::Policy)
+                .iter()
+                .map(|p| PolicyDef::from_policy(p)),
+        );
+        defs.parameters.extend(
+            vh.policies(Kind::Operator)
+                .iter()
+                .map(|p| PolicyDef::from_policy(p).to_parameter()),
+        );
         let exchanges: Vec<Arc<Exchange>> =
             vh.exchanges.iter().map(|e| e.value().clone()).collect();
         let queues: Vec<Arc<Queue>> = vh.queues.iter().map(|q| q.value().clone()).collect();
@@ -714,8 +766,13 @@ fn validate(defs: &Definitions) -> Result<(), String> {
         })?;
     }
     for p in &defs.policies {
-        p.to_policy()
+        p.to_policy(Kind::Policy)
             .map_err(|e| format!("policy '{}' in vhost '{}': {e}", p.name, p.vhost))?;
+    }
+    for p in defs.operator_policies() {
+        let p = p?;
+        p.to_policy(Kind::Operator)
+            .map_err(|e| format!("operator policy '{}' in vhost '{}': {e}", p.name, p.vhost))?;
     }
     for e in defs
         .exchanges
@@ -801,8 +858,16 @@ fn apply_items(state: &BrokerState, defs: &Definitions) -> Result<(), String> {
     }
     // Before the topology, so queues and exchanges are created with their policy.
     for p in &defs.policies {
-        if let Err(err) = apply_policy(state, p) {
+        if let Err(err) = apply_policy(state, Kind::Policy, p) {
             errors.push(format!("policy '{}' in vhost '{}': {err}", p.name, p.vhost));
+        }
+    }
+    for p in defs.operator_policies().filter_map(Result::ok) {
+        if let Err(err) = apply_policy(state, Kind::Operator, &p) {
+            errors.push(format!(
+                "operator policy '{}' in vhost '{}': {err}",
+                p.name, p.vhost
+            ));
         }
     }
     for e in defs
@@ -837,12 +902,12 @@ fn apply_items(state: &BrokerState, defs: &Definitions) -> Result<(), String> {
     }
 }
 
-fn apply_policy(state: &BrokerState, p: &PolicyDef) -> Result<(), String> {
+fn apply_policy(state: &BrokerState, kind: Kind, p: &PolicyDef) -> Result<(), String> {
     let vh = vhost_of(state, &p.vhost)?;
-    let policy = p.to_policy()?;
+    let policy = p.to_policy(kind)?;
     // Re-applying an unchanged policy would only append a redundant line to the log.
     if vh
-        .policy(&p.name)
+        .policy(kind, &p.name)
         .is_some_and(|cur| PolicyDef::from_policy(&cur) == *p)
     {
         return Ok(());
@@ -958,11 +1023,21 @@ impl Definitions {
             .sort_by(|a, b| (&a.user, &a.vhost).cmp(&(&b.user, &b.vhost)));
         self.policies
             .sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        let key = |p: &Value| {
+            let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            (text("component"), text("vhost"), text("name"))
+        };
+        self.parameters.sort_by_key(key);
         self.queues
             .sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
         self.exchanges
             .sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
         self.bindings.sort_by_key(BindingDef::key);
+    }
+
+    /// The operator policies among the runtime parameters, each parsed or refused.
+    pub fn operator_policies(&self) -> impl Iterator<Item = Result<PolicyDef, String>> + '_ {
+        self.parameters.iter().filter_map(PolicyDef::from_parameter)
     }
 
     /// The log ops that recreate this document's users, vhosts, permissions, policies and
@@ -983,6 +1058,11 @@ impl Definitions {
         ops.extend(self.users.iter().cloned().map(DefOp::PutUser));
         ops.extend(self.permissions.iter().cloned().map(DefOp::SetPermissions));
         ops.extend(self.policies.iter().cloned().map(DefOp::SetPolicy));
+        ops.extend(
+            self.operator_policies()
+                .filter_map(Result::ok)
+                .map(DefOp::SetOperatorPolicy),
+        );
         ops.extend(self.exchanges.iter().cloned().map(DefOp::DeclareExchange));
         ops.extend(self.queues.iter().cloned().map(DefOp::DeclareQueue));
         ops.extend(self.bindings.iter().cloned().map(DefOp::Bind));
@@ -1033,6 +1113,11 @@ pub enum DefOp {
         vhost: String,
         name: String,
     },
+    SetOperatorPolicy(PolicyDef),
+    ClearOperatorPolicy {
+        vhost: String,
+        name: String,
+    },
 }
 
 impl DefOp {
@@ -1067,9 +1152,21 @@ impl DefOp {
         })
     }
 
-    /// `SetPolicy` for a live policy.
+    /// `SetPolicy` or `SetOperatorPolicy` for a live policy.
     pub fn set_policy(p: &Policy) -> Self {
-        DefOp::SetPolicy(PolicyDef::from_policy(p))
+        match p.kind {
+            Kind::Policy => DefOp::SetPolicy(PolicyDef::from_policy(p)),
+            Kind::Operator => DefOp::SetOperatorPolicy(PolicyDef::from_policy(p)),
+        }
+    }
+
+    /// `ClearPolicy` or `ClearOperatorPolicy`.
+    pub fn clear_policy(kind: Kind, vhost: &str, name: &str) -> Self {
+        let (vhost, name) = (vhost.to_owned(), name.to_owned());
+        match kind {
+            Kind::Policy => DefOp::ClearPolicy { vhost, name },
+            Kind::Operator => DefOp::ClearOperatorPolicy { vhost, name },
+        }
     }
 
     /// `PutVhost` for a vhost without metadata (after `add_vhost`).
@@ -1107,6 +1204,8 @@ struct Model {
     permissions: BTreeMap<Key2, PermissionDef>,
     /// Keyed by (vhost, name).
     policies: BTreeMap<Key2, PolicyDef>,
+    /// Keyed by (vhost, name).
+    operator_policies: BTreeMap<Key2, PolicyDef>,
     exchanges: BTreeMap<Key2, ExchangeDef>,
     queues: BTreeMap<Key2, QueueDef>,
     bindings: BTreeMap<BindingKey, BindingDef>,
@@ -1130,6 +1229,7 @@ impl Model {
                 self.vhosts.remove(&name);
                 self.permissions.retain(|(_, vh), _| vh != &name);
                 self.policies.retain(|(vh, _), _| vh != &name);
+                self.operator_policies.retain(|(vh, _), _| vh != &name);
                 self.exchanges.retain(|(vh, _), _| vh != &name);
                 self.queues.retain(|(vh, _), _| vh != &name);
                 self.bindings.retain(|k, _| k.0 != name);
@@ -1182,6 +1282,13 @@ impl Model {
             DefOp::ClearPolicy { vhost, name } => {
                 self.policies.remove(&(vhost, name));
             }
+            DefOp::SetOperatorPolicy(p) => {
+                self.operator_policies
+                    .insert((p.vhost.clone(), p.name.clone()), p);
+            }
+            DefOp::ClearOperatorPolicy { vhost, name } => {
+                self.operator_policies.remove(&(vhost, name));
+            }
         }
     }
 
@@ -1227,6 +1334,11 @@ impl Model {
             vhosts: self.vhosts.into_values().collect(),
             permissions: self.permissions.into_values().collect(),
             policies: self.policies.into_values().collect(),
+            parameters: self
+                .operator_policies
+                .values()
+                .map(PolicyDef::to_parameter)
+                .collect(),
             exchanges: self.exchanges.into_values().collect(),
             queues: self.queues.into_values().collect(),
             bindings: bindings.into_values().collect(),
@@ -1790,17 +1902,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn policy_ops_replay_and_go_with_their_vhost() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pol = |vhost: &str, name: &str, max: u64| PolicyDef {
+    /// A queue policy on "^q" with a max-length.
+    fn max_length_policy(vhost: &str, name: &str, max: u64, priority: i64) -> PolicyDef {
+        PolicyDef {
             vhost: vhost.into(),
             name: name.into(),
             pattern: "^q".into(),
             apply_to: "queues".into(),
             definition: obj(json!({ "max-length": max })),
-            priority: 3,
-        };
+            priority,
+        }
+    }
+
+    #[test]
+    fn policy_ops_replay_and_go_with_their_vhost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pol = |vhost: &str, name: &str, max: u64| max_length_policy(vhost, name, max, 3);
         write_log(
             dir.path(),
             &[
@@ -1825,6 +1942,59 @@ mod tests {
         assert!(text.contains(r#""apply-to":"queues""#), "{text}");
         let (_, again) = DefinitionsLog::open(dir.path()).expect("reopen again");
         assert_eq!(again.policies, model.policies);
+    }
+
+    #[test]
+    fn operator_policy_ops_replay_apart_from_policies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pol = |vhost: &str, name: &str, max: u64| max_length_policy(vhost, name, max, 1);
+        write_log(
+            dir.path(),
+            &[
+                DefOp::vhost("a"),
+                DefOp::vhost("b"),
+                DefOp::SetPolicy(pol("a", "same-name", 1)),
+                DefOp::SetOperatorPolicy(pol("a", "same-name", 2)),
+                DefOp::SetOperatorPolicy(pol("a", "other", 3)),
+                DefOp::SetOperatorPolicy(pol("b", "gone", 4)),
+                // Clearing one kind leaves the other kind's namesake alone.
+                DefOp::clear_policy(Kind::Operator, "a", "other"),
+                DefOp::clear_policy(Kind::Policy, "a", "never-set"),
+                DefOp::DeleteVhost { name: "b".into() },
+            ],
+        );
+        let (_, model) = DefinitionsLog::open(dir.path()).expect("reopen");
+        assert_eq!(model.policies, vec![pol("a", "same-name", 1)]);
+        let ops: Vec<PolicyDef> = model
+            .operator_policies()
+            .collect::<Result<_, _>>()
+            .expect("well formed");
+        assert_eq!(ops, vec![pol("a", "same-name", 2)]);
+        // The parameter is RabbitMQ's shape, and compaction keeps it.
+        assert_eq!(
+            model.parameters,
+            vec![
+                json!({"value": {"pattern": "^q", "definition": {"max-length": 2},
+                                  "priority": 1, "apply-to": "queues"},
+                        "vhost": "a", "component": "operator_policy", "name": "same-name"})
+            ]
+        );
+        let (_, again) = DefinitionsLog::open(dir.path()).expect("reopen again");
+        assert_eq!(again.parameters, model.parameters);
+        // Other parameters are not operator policies; a malformed one is refused by name.
+        let mut doc = Definitions {
+            parameters: vec![
+                json!({"component": "vhost-limits", "vhost": "a", "name": "limits"}),
+                json!({"component": "operator_policy", "vhost": "a", "name": "x"}),
+            ],
+            ..Definitions::default()
+        };
+        let parsed: Vec<_> = doc.operator_policies().collect();
+        assert_eq!(parsed.len(), 1);
+        assert!(parsed[0].as_ref().is_err_and(|e| e.contains("malformed")));
+        assert!(validate(&doc).is_err());
+        doc.parameters.truncate(1);
+        assert!(validate(&doc).is_ok());
     }
 
     #[test]

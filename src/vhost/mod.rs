@@ -10,7 +10,7 @@
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, ExchangeOptions};
-use crate::policy::{self, Policy};
+use crate::policy::{self, Kind, Policy};
 use crate::queue::{Queue, QueueOptions};
 use crate::store::definitions::{self as defs, DefOp};
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -59,6 +59,8 @@ pub struct VHost {
     pub losses: crate::stats::Losses,
     /// Policies by name; changed only under `topology`.
     policies: parking_lot::RwLock<Vec<Arc<Policy>>>,
+    /// Operator policies by name; changed only under `topology`.
+    operator_policies: parking_lot::RwLock<Vec<Arc<Policy>>>,
 }
 
 impl VHost {
@@ -72,6 +74,7 @@ impl VHost {
             topology: parking_lot::Mutex::new(()),
             losses: Default::default(),
             policies: parking_lot::RwLock::new(Vec::new()),
+            operator_policies: parking_lot::RwLock::new(Vec::new()),
         };
         for (n, k) in [
             ("", ExchangeKind::Direct),
@@ -294,7 +297,9 @@ impl VHost {
                     next_seq,
                     Arc::downgrade(self),
                 );
-                old_args = Some(q.set_policy(self.policy_for(name, true)));
+                old_args = Some(
+                    q.set_policies(self.policy_for(name, true), self.operator_policy_for(name)),
+                );
                 q
             })
             .clone();
@@ -513,29 +518,43 @@ impl VHost {
         policy::select(&self.policies.read(), name, queue)
     }
 
-    /// The vhost's policies, sorted by name.
-    pub fn policies(&self) -> Vec<Arc<Policy>> {
-        let mut all = self.policies.read().clone();
+    /// The operator policy for the queue called `name`, if one matches. Exchanges take none:
+    /// no key an operator policy may set applies to them.
+    fn operator_policy_for(&self, name: &str) -> Option<Arc<Policy>> {
+        policy::select(&self.operator_policies.read(), name, true)
+    }
+
+    /// The list that holds policies of `kind`.
+    fn list(&self, kind: Kind) -> &parking_lot::RwLock<Vec<Arc<Policy>>> {
+        match kind {
+            Kind::Policy => &self.policies,
+            Kind::Operator => &self.operator_policies,
+        }
+    }
+
+    /// The vhost's policies of `kind`, sorted by name.
+    pub fn policies(&self, kind: Kind) -> Vec<Arc<Policy>> {
+        let mut all = self.list(kind).read().clone();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    /// The policy called `name`.
-    pub fn policy(&self, name: &str) -> Option<Arc<Policy>> {
-        self.policies
+    /// The policy of `kind` called `name`.
+    pub fn policy(&self, kind: Kind, name: &str) -> Option<Arc<Policy>> {
+        self.list(kind)
             .read()
             .iter()
             .find(|p| p.name == name)
             .cloned()
     }
 
-    /// Creates or replaces a policy, logs it, and re-applies policies to every queue and
-    /// exchange. Returns true when it was created.
+    /// Creates or replaces a policy (of its kind), logs it, and re-applies policies to every
+    /// queue and exchange. Returns true when it was created.
     pub fn set_policy(&self, policy: Policy) -> bool {
         let _t = self.topology.lock();
         let policy = Arc::new(policy);
         let created = {
-            let mut all = self.policies.write();
+            let mut all = self.list(policy.kind).write();
             let before = all.len();
             all.retain(|p| p.name != policy.name);
             let created = all.len() == before;
@@ -547,28 +566,25 @@ impl VHost {
         created
     }
 
-    /// Removes a policy (objects it applied to fall back to their arguments or another
-    /// matching policy); false if there was none.
-    pub fn clear_policy(&self, name: &str) -> bool {
+    /// Removes a policy of `kind` (objects it applied to fall back to their arguments or
+    /// another matching policy); false if there was none.
+    pub fn clear_policy(&self, kind: Kind, name: &str) -> bool {
         let _t = self.topology.lock();
         let removed = {
-            let mut all = self.policies.write();
+            let mut all = self.list(kind).write();
             let before = all.len();
             all.retain(|p| p.name != name);
             all.len() != before
         };
         if removed {
-            self.store.log(&DefOp::ClearPolicy {
-                vhost: self.name.clone(),
-                name: name.to_owned(),
-            });
+            self.store.log(&DefOp::clear_policy(kind, &self.name, name));
             self.reapply_policies();
         }
         removed
     }
 
-    /// Selects and applies the policy of every queue and exchange (called under `topology`).
-    /// Objects whose policy is the very same as before are left alone.
+    /// Selects and applies the policies of every queue and exchange (called under
+    /// `topology`). Objects whose policies are the very same as before are left alone.
     fn reapply_policies(&self) {
         let same = |a: &Option<Arc<Policy>>, b: &Option<Arc<Policy>>| match (a, b) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -585,8 +601,9 @@ impl VHost {
         let queues: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.clone()).collect();
         for q in queues {
             let policy = self.policy_for(&q.name, true);
-            if !same(&policy, &q.policy()) {
-                let old = q.set_policy(policy);
+            let operator = self.operator_policy_for(&q.name);
+            if !same(&policy, &q.policy()) || !same(&operator, &q.operator_policy()) {
+                let old = q.set_policies(policy, operator);
                 q.policy_applied(&old);
             }
         }
