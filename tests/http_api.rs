@@ -1286,6 +1286,47 @@ async fn rabbitmqadmin_v2_works() {
         admin(&bin, &base, &["list", what]).await;
     }
 
+    // Both kinds of policy, through rabbitmqadmin's own types.
+    let cap = unique("admin-cap");
+    let pol = unique("admin-pol");
+    for (kind, name, def) in [
+        ("policies", &pol, r#"{"max-length":10}"#),
+        ("operator_policies", &cap, r#"{"max-length":3}"#),
+    ] {
+        admin(
+            &bin,
+            &base,
+            &[
+                kind,
+                "declare",
+                "--name",
+                name,
+                "--pattern",
+                &format!("^{q}$"),
+                "--apply-to",
+                "queues",
+                "--definition",
+                def,
+            ],
+        )
+        .await;
+        let listed = admin(&bin, &base, &[kind, "list"]).await;
+        assert!(listed.contains(name.as_str()), "{listed}");
+    }
+    let queue = api.ok(&format!("/api/queues/%2F/{q}")).await;
+    assert_eq!(queue["operator_policy"], cap.as_str());
+    assert_eq!(queue["effective_policy_definition"]["max-length"], 3);
+    let listed = admin(&bin, &base, &["operator_policies", "list"]).await;
+    assert!(!listed.contains(&pol), "{listed}");
+    admin(
+        &bin,
+        &base,
+        &["operator_policies", "delete", "--name", &cap],
+    )
+    .await;
+    admin(&bin, &base, &["policies", "delete", "--name", &pol]).await;
+    assert_eq!(api.ok("/api/operator-policies/%2F").await, json!([]));
+
     let exported = admin(&bin, &base, &["definitions", "export", "--stdout"]).await;
     let doc: Value = serde_json::from_str(&exported).expect("exported definitions are JSON");
     assert!(find(&doc["queues"], "name", &q).is_some(), "{doc}");

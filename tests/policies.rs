@@ -1056,6 +1056,38 @@ async fn operator_policies_cap_policies_and_arguments() {
     }
     wait_ready(&ch, &q, 4).await;
 
+    // Operator policies are for administrators: a policymaker with full permissions on the
+    // vhost may list them, but not read, set or clear one.
+    let maker = unique("op-maker");
+    let r = api
+        .put(
+            &format!("/api/users/{}", enc(&maker)),
+            json!({"password": "pw", "tags": "policymaker"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let perms = json!({"configure": ".*", "write": ".*", "read": ".*"});
+    let r = api
+        .put(&format!("/api/permissions/%2F/{}", enc(&maker)), perms)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let maker_api = api.as_user(&maker, "pw");
+    assert_eq!(
+        maker_api.get("/api/operator-policies/%2F").await.status,
+        200
+    );
+    let body = json!({"pattern": pattern, "definition": {"max-length": 1}});
+    for r in [
+        maker_api.put(&op_path, body).await,
+        maker_api.get(&op_path).await,
+        maker_api.delete(&op_path).await,
+    ] {
+        assert_error(&r, 401, "not_authorised");
+        assert_eq!(r.body["reason"], "Not administrator user");
+    }
+    let r = api.delete(&format!("/api/users/{}", enc(&maker))).await;
+    assert_eq!(r.status, 204);
+
     // A missing vhost is 404.
     let r = api
         .put(

@@ -1,9 +1,9 @@
 //! `/api/policies` and `/api/operator-policies`: listing, reading, setting and clearing
-//! policies of either kind, with RabbitMQ's bodies, statuses and permission rules (the same
-//! for both kinds in RabbitMQ 3.10):
+//! policies of either kind, with RabbitMQ's bodies, statuses and permission rules:
 //! - listings are open to every management user, showing the vhosts they may see;
 //! - reading, setting or clearing one policy needs the `administrator` tag, or `policymaker`
-//!   with permissions in its vhost (401 "User not authorised to access object" otherwise).
+//!   with permissions in its vhost (401 "User not authorised to access object" otherwise);
+//!   one operator policy needs `administrator` (401 "Not administrator user").
 //!
 //! Each handler takes the kind as a const parameter, `OP` (true: operator policies), so one
 //! body serves both routes.
@@ -56,8 +56,12 @@ pub async fn list_vhost<const OP: bool>(
     Ok(Json(list(&[vh], kind(OP))))
 }
 
-/// Refuses callers who may not manage policies in `vhost`.
-fn check_policymaker(st: &Shared, caller: &Caller, vhost: &str) -> ApiResult<()> {
+/// Refuses callers who may not manage policies of `kind` in `vhost`: operator policies are
+/// for administrators only, as in RabbitMQ ("Not administrator user").
+fn check_policymaker(st: &Shared, caller: &Caller, kind: Kind, vhost: &str) -> ApiResult<()> {
+    if kind == Kind::Operator {
+        return caller.require_admin();
+    }
     if caller.may_manage_policies(st, vhost) {
         Ok(())
     } else {
@@ -72,7 +76,7 @@ pub async fn get_policy<const OP: bool>(
     Extension(caller): Extension<Caller>,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    check_policymaker(&st, &caller, &vhost)?;
+    check_policymaker(&st, &caller, kind(OP), &vhost)?;
     let vh = find_vhost(&st, &vhost)?;
     let p = vh.policy(kind(OP), &name).ok_or_else(ApiError::not_found)?;
     Ok(Json(p.to_json()))
@@ -86,7 +90,7 @@ pub async fn put_policy<const OP: bool>(
     Path((vhost, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    check_policymaker(&st, &caller, &vhost)?;
+    check_policymaker(&st, &caller, kind(OP), &vhost)?;
     let Some(vh) = st.vhosts.get(&vhost).map(|v| v.value().clone()) else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -137,7 +141,7 @@ pub async fn delete_policy<const OP: bool>(
     Extension(caller): Extension<Caller>,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    check_policymaker(&st, &caller, &vhost)?;
+    check_policymaker(&st, &caller, kind(OP), &vhost)?;
     let vh = find_vhost(&st, &vhost)?;
     if vh.clear_policy(kind(OP), &name) {
         Ok(StatusCode::NO_CONTENT)
