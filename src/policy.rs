@@ -14,8 +14,9 @@
 //!
 //! Operator policies ([`Kind::Operator`]) are RabbitMQ's second kind: set by the operator to cap
 //! what users' policies and arguments may ask for. One of each kind can apply to a queue at
-//! once; an operator policy may only set the five limits below, and for each the lowest of
-//! argument, policy and operator policy wins.
+//! once; an operator policy may only set `message-ttl`, `expires`, `max-length`,
+//! `max-length-bytes` and `delivery-limit`, and for each the lowest of argument, policy and
+//! operator policy wins.
 //!
 //! The vhost owns its policies (`VHost::policies`) and re-applies them to its queues and
 //! exchanges whenever one changes; queues and exchanges hold the effective result.

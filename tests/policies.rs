@@ -1046,16 +1046,6 @@ async fn operator_policies_cap_policies_and_arguments() {
         pairs(&[("m1", "maxlen"), ("m2", "maxlen"), ("m3", "maxlen")])
     );
 
-    // Cleared: back to the lower of argument and policy (4).
-    assert_eq!(api.delete(&op_path).await.status, 204);
-    assert_error(&api.delete(&op_path).await, 404, "Object Not Found");
-    let j = queue_where(api, &q, "operator_policy", Value::Null).await;
-    assert_eq!(j["policy"], json!(pol));
-    for i in 6..=9 {
-        publish(&ch, &q, format!("m{i}").as_bytes()).await;
-    }
-    wait_ready(&ch, &q, 4).await;
-
     // Operator policies are for administrators: a policymaker with full permissions on the
     // vhost may list them, but not read, set or clear one.
     let maker = unique("op-maker");
@@ -1087,6 +1077,16 @@ async fn operator_policies_cap_policies_and_arguments() {
     }
     let r = api.delete(&format!("/api/users/{}", enc(&maker))).await;
     assert_eq!(r.status, 204);
+
+    // Cleared: back to the lower of argument and policy (4).
+    assert_eq!(api.delete(&op_path).await.status, 204);
+    assert_error(&api.delete(&op_path).await, 404, "Object Not Found");
+    let j = queue_where(api, &q, "operator_policy", Value::Null).await;
+    assert_eq!(j["policy"], json!(pol));
+    for i in 6..=9 {
+        publish(&ch, &q, format!("m{i}").as_bytes()).await;
+    }
+    wait_ready(&ch, &q, 4).await;
 
     // A missing vhost is 404.
     let r = api
@@ -1181,5 +1181,11 @@ async fn operator_policies_survive_a_restart_and_round_trip_through_definitions(
     assert_eq!(env.api.ok(&op_path).await, op);
     assert_eq!(env.api.delete("/api/vhosts/ov").await.status, 204);
     assert_eq!(env.api.ok("/api/operator-policies").await, json!([op]));
+    // A cleared one stays cleared.
+    assert_eq!(env.api.delete(&op_path).await.status, 204);
+    within(env.tb.stop()).await;
+    let env = boot().await;
+    assert_eq!(env.api.ok("/api/operator-policies").await, json!([]));
+    queue_where(&env.api, "dur-q", "operator_policy", Value::Null).await;
     within(env.tb.stop()).await;
 }

@@ -43,7 +43,6 @@ pub struct CtlArgs {
     pub command: Command,
 }
 
-/// Where the management API is and who to log in as.
 /// The arguments of `set_policy` and `set_operator_policy`.
 #[derive(clap::Args, Debug)]
 pub struct PolicyArgs {
@@ -61,6 +60,7 @@ pub struct PolicyArgs {
     apply_to: String,
 }
 
+/// Where the management API is and who to log in as.
 #[derive(clap::Args, Debug)]
 pub struct ConnectionOpts {
     /// Base URL of the management API; overrides --host and --port.

@@ -7,7 +7,8 @@
 //!   the broker's users; only users tagged `administrator`, `management`, `monitoring` or
 //!   `policymaker` get in (RabbitMQ's rule), and administrator-only endpoints (users,
 //!   permissions, vhost changes, definitions) refuse the others (see [`auth`]). Policies need
-//!   `administrator`, or `policymaker` with permissions in the vhost (see [`policies`]).
+//!   `administrator`, or `policymaker` with permissions in the vhost; operator policies need
+//!   `administrator` (see [`policies`]).
 //! - The web management UI at `/` (see [`ui`]), whose files load without credentials.
 //! - [`serve_metrics`]: Prometheus text exposition, unauthenticated as in RabbitMQ (see
 //!   [`metrics`]).

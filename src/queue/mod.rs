@@ -394,7 +394,9 @@ impl Queue {
 
     /// Applies `policy` and `operator` (None, None: back to the declared arguments) and returns
     /// the arguments in force before, for [`Queue::policy_applied`]. Only swaps: safe under a
-    /// map entry lock.
+    /// map entry lock. The three swaps are not one step, so the management API may for an
+    /// instant show one kind's new policy beside the other's old one; the hot path reads only
+    /// `args`, and changes are serialised by the vhost's topology lock.
     pub fn set_policies(
         &self,
         policy: Option<Arc<Policy>>,

@@ -59,9 +59,10 @@ pub const LOG_FILE: &str = "definitions.log";
 /// Compaction writes here first, then renames over [`LOG_FILE`].
 const TMP_FILE: &str = "definitions.log.tmp";
 
-/// RabbitMQ's definitions document. Field names and shapes follow RabbitMQ 3.x exports; the
-/// sections Warren does not implement yet (topic permissions, parameters) are kept
-/// verbatim so an import/export round trip does not lose them.
+/// RabbitMQ's definitions document. Field names and shapes follow RabbitMQ 3.x exports. The
+/// sections Warren does not act on (topic permissions, global parameters, runtime parameters
+/// other than operator policies) are parsed and written back verbatim within one document, but
+/// an import does not keep them: the broker's next export leaves them out.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Definitions {
@@ -83,8 +84,8 @@ pub struct Definitions {
     /// Kept verbatim; Warren has no topic authorisation yet.
     pub topic_permissions: Vec<Value>,
     /// Runtime parameters. Operator policies are read from here (component
-    /// `operator_policy`, where RabbitMQ exports them); the rest is kept verbatim (vhost
-    /// limits, shovels, federation upstreams...).
+    /// `operator_policy`, where RabbitMQ exports them); the rest (vhost limits, shovels,
+    /// federation upstreams...) is not applied.
     pub parameters: Vec<Value>,
     /// Kept verbatim (cluster name...).
     pub global_parameters: Vec<Value>,
@@ -1040,9 +1041,9 @@ impl Definitions {
         self.parameters.iter().filter_map(PolicyDef::from_parameter)
     }
 
-    /// The log ops that recreate this document's users, vhosts, permissions, policies and
-    /// topology, in dependency order (vhosts, users, permissions, policies, exchanges, queues,
-    /// bindings). This is the
+    /// The log ops that recreate this document's users, vhosts, permissions, policies of both
+    /// kinds and topology, in dependency order (vhosts, users, permissions, policies, operator
+    /// policies, exchanges, queues, bindings). This is the
     /// compacted log; after an import, append `export(&state).ops()` to make it durable.
     pub fn ops(&self) -> Vec<DefOp> {
         let mut ops = Vec::with_capacity(
@@ -1050,6 +1051,7 @@ impl Definitions {
                 + self.users.len()
                 + self.permissions.len()
                 + self.policies.len()
+                + self.parameters.len()
                 + self.exchanges.len()
                 + self.queues.len()
                 + self.bindings.len(),
