@@ -239,12 +239,13 @@ fn parse_settings(kind: Kind, def: &Map<String, Value>) -> Result<Settings, Stri
             .map(str::to_owned)
             .ok_or_else(|| format!("{} is not a valid {what}", show(v)))
     };
+    // RabbitMQ lists refused keys as Erlang tuples; Warren writes `{"key",value}`.
+    let unrecognised = |k: &str, v: &Value| format!("{{{},{}}}", show(&Value::String(k.into())), v);
     for (k, v) in def {
-        if kind == Kind::Operator && !OPERATOR_KEYS.contains(&k.as_str()) {
-            unknown.push(format!("{{{},{}}}", show(&Value::String(k.clone())), v));
-            continue;
-        }
         match k.as_str() {
+            key if kind == Kind::Operator && !OPERATOR_KEYS.contains(&key) => {
+                unknown.push(unrecognised(key, v))
+            }
             "message-ttl" => s.message_ttl = Some(int(v, 0, "message TTL")?),
             "expires" => s.expires = Some(int(v, 1, "queue expiry")?),
             "max-length" => s.max_length = Some(int(v, 0, "maximum length")?),
@@ -269,7 +270,7 @@ fn parse_settings(kind: Kind, def: &Map<String, Value>) -> Result<Settings, Stri
                 s.alternate_exchange = Some(string(v, "alternate exchange name")?)
             }
             other if INERT_KEYS.contains(&other) => {}
-            other => unknown.push(format!("{{{},{}}}", show(&Value::String(other.into())), v)),
+            other => unknown.push(unrecognised(other, v)),
         }
     }
     if !unknown.is_empty() {

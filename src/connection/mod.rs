@@ -601,8 +601,6 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles every complete frame in `buf` (stopping early while a commit
-    /// waits for group commit).
     /// Takes what is queued for this connection and leaves a no-op waker in its channel, so
     /// that deliveries the connection sends itself while it handles input (an ack frees
     /// credit and the dispatch after it serves this very connection) do not wake its own
@@ -618,6 +616,8 @@ impl Connection {
         }
     }
 
+    /// Decodes and handles every complete frame in `buf` (stopping early while a commit
+    /// waits for group commit).
     fn process_buffer(&mut self, buf: &mut BytesMut) {
         while self.wait_sync.is_none() && !self.done {
             match codec::decode(buf, self.ctx.frame_max) {

@@ -660,10 +660,10 @@ fn execute(args: &CtlArgs, out: &mut impl Write) -> Result<(), Failure> {
             Ok(())
         }
         C::ClearPolicy { name } | C::ClearOperatorPolicy { name } => {
-            let (what, path) = if matches!(&args.command, C::ClearOperatorPolicy { .. }) {
-                ("operator policy", "operator-policies")
+            let (what, missing, path) = if matches!(&args.command, C::ClearOperatorPolicy { .. }) {
+                ("operator policy", "Operator policy", "operator-policies")
             } else {
-                ("policy", "policies")
+                ("policy", "Policy", "policies")
             };
             st.info(
                 out,
@@ -672,9 +672,7 @@ fn execute(args: &CtlArgs, out: &mut impl Write) -> Result<(), Failure> {
             .map_err(io)?;
             api.delete(&format!("/api/{path}/{v}/{}", seg(name)), &[])?
                 .ok(|| {
-                    let mut text = format!("{what} \"{name}\" not found in vhost \"{vh}\"");
-                    text[..1].make_ascii_uppercase();
-                    Failure::data(text)
+                    Failure::data(format!("{missing} \"{name}\" not found in vhost \"{vh}\""))
                 })?;
             Ok(())
         }
